@@ -1,0 +1,67 @@
+/**
+ * Stream layer: a seekable byte stream stored as a recipe (ordered chunk references).
+ *
+ * Guarantees:
+ * - A stream reads back bit for bit what was written to it, from any byte offset.
+ * - Only one writer per stream at a time. Writes of any size produce the same chunks as long as
+ *   no sync point falls in between (the writer carries the unfinished chunk across writes).
+ * - `sync()` is a sync point: every byte written before it, and the caller's extra LevelDB
+ *   operations, become durable together in one atomic LevelDB batch. After a crash (SIGKILL)
+ *   a stream reopens at exactly its last synced length; nothing unsynced is visible.
+ * - Opening a writer at an offset below the length truncates the stream there (tape overwrite
+ *   semantics); the chunks past it become garbage for GC.
+ * - Recipes live in LevelDB in pages keyed by their starting offset, so append, truncate and
+ *   seek cost O(log n) for streams of terabytes.
+ */
+import type { AbstractChainedBatch } from 'abstract-level';
+
+export type StreamId = string;
+
+/** Extra LevelDB operations committed atomically with a stream's sync point. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type SyncBatch = AbstractChainedBatch<any, any, any>;
+
+export interface StreamWriter {
+  readonly id: StreamId;
+  /** Logical length including bytes written but not yet synced. */
+  readonly position: number;
+  /** Appends bytes; resolves when they are accepted (buffered), which provides backpressure. */
+  write(data: Uint8Array): Promise<void>;
+  /** Sync point: makes all written bytes durable; `extra` adds the caller's own operations. */
+  sync(extra?: (batch: SyncBatch) => void): Promise<void>;
+  /** Sync and release the stream for another writer. */
+  close(extra?: (batch: SyncBatch) => void): Promise<void>;
+  /** Drops everything written since the last sync point and releases the stream. */
+  abort(): Promise<void>;
+}
+
+export interface StreamReader {
+  readonly position: number;
+  /** Reads up to `max` bytes; returns an empty buffer at end of stream. */
+  read(max: number): Promise<Buffer>;
+  /** Moves to an absolute byte offset (0..length). */
+  seek(offset: number): void;
+}
+
+export interface StreamStats {
+  /** Logical (synced) length in bytes. */
+  logicalBytes: number;
+  /** Chunk references in the recipe. */
+  chunks: number;
+}
+
+export interface Streams {
+  create(): Promise<StreamId>;
+  exists(id: StreamId): Promise<boolean>;
+  /** Synced length of the stream. */
+  length(id: StreamId): Promise<number>;
+  stats(id: StreamId): Promise<StreamStats>;
+  /** The single writer of a stream, positioned at `offset` (default: the end); truncates past it. */
+  openWriter(id: StreamId, offset?: number): Promise<StreamWriter>;
+  openReader(id: StreamId, offset?: number): Promise<StreamReader>;
+  /** Truncates to `length` bytes as one durable operation. */
+  truncate(id: StreamId, length: number, extra?: (batch: SyncBatch) => void): Promise<void>;
+  /** Removes the stream; its chunks become garbage. */
+  delete(id: StreamId, extra?: (batch: SyncBatch) => void): Promise<void>;
+  list(): AsyncIterable<StreamId>;
+}

@@ -1,0 +1,498 @@
+/**
+ * Streams stored as recipes over the chunk store (see ./index.ts for the guarantees).
+ *
+ * On disk (LevelDB):
+ * - `streams` sublevel: stream id -> { length, chunks, createdAt } as of the last sync point.
+ * - `recipes` sublevel: (stream id, start offset) -> a page of up to PAGE_ENTRIES entries of
+ *   RECIPE_ENTRY bytes each: fingerprint (16), chunk location hint (16: container, frame offset,
+ *   frame length, raw length, all u32 BE) and the number of the chunk's bytes used (u32 BE; less
+ *   than the raw length only where a truncation cut a chunk).
+ * Pages past the synced length may exist after a crash; they are invisible to readers and are
+ * deleted when a writer opens the stream.
+ */
+import type { Level } from 'level';
+import type { ChunkStore, CommitBatch, StoredChunk } from '../dedup/store.js';
+import { decodeRef, encodeRef } from '../dedup/fingerprint-index.js';
+import type { StreamId, StreamReader, StreamStats, StreamWriter, Streams, SyncBatch } from './index.js';
+
+export const RECIPE_ENTRY = 36;
+export const PAGE_ENTRIES = 1024;
+/** Bytes gathered before chunking, so that small writes cost a copy and nothing else. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** Chunks a reader fetches ahead. */
+const READ_AHEAD_CHUNKS = 256;
+
+interface StreamMeta {
+  length: number;
+  createdAt: string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type RootDb = Level<any, any>;
+
+export class RecipeStreams implements Streams {
+  private readonly meta;
+  readonly pages;
+  private readonly counter;
+  private readonly writers = new Map<StreamId, RecipeWriter>();
+  private readonly metaCache = new Map<StreamId, StreamMeta>();
+
+  constructor(
+    db: RootDb,
+    readonly store: ChunkStore,
+  ) {
+    this.meta = db.sublevel<string, StreamMeta>('streams', { valueEncoding: 'json' });
+    this.pages = db.sublevel<Buffer, Buffer>('recipes', { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    this.counter = db.sublevel<string, number>('streamcounter', { valueEncoding: 'json' });
+  }
+
+  async create(): Promise<StreamId> {
+    const next = ((await this.counter.get('next')) ?? 1) as number;
+    const id = next.toString(16).padStart(16, '0');
+    const meta: StreamMeta = { length: 0, createdAt: new Date().toISOString() };
+    await this.store.commit((b) => {
+      b.put('next', next + 1, { sublevel: this.counter });
+      b.put(id, meta, { sublevel: this.meta });
+    });
+    this.metaCache.set(id, meta);
+    return id;
+  }
+
+  async exists(id: StreamId): Promise<boolean> {
+    return (await this.getMeta(id, false)) !== undefined;
+  }
+
+  async length(id: StreamId): Promise<number> {
+    return (await this.requireMeta(id)).length;
+  }
+
+  /** Walks the recipe: O(pages), meant for reports, not the data path. */
+  async stats(id: StreamId): Promise<StreamStats> {
+    const m = await this.requireMeta(id);
+    let chunks = 0;
+    for await (const page of this.pages.values({ gte: pageKey(id, 0), lt: pageKey(id, m.length) })) chunks += page.length / RECIPE_ENTRY;
+    return { logicalBytes: m.length, chunks };
+  }
+
+  async *list(): AsyncIterable<StreamId> {
+    for await (const key of this.meta.keys()) yield key;
+  }
+
+  async openWriter(id: StreamId, offset?: number): Promise<StreamWriter> {
+    if (this.writers.has(id)) throw new Error(`stream ${id} already has a writer`);
+    const meta = await this.requireMeta(id);
+    const at = offset ?? meta.length;
+    if (!Number.isSafeInteger(at) || at < 0 || at > meta.length) {
+      throw new RangeError(`cannot write stream ${id} at ${offset}: its length is ${meta.length}`);
+    }
+    // Also clears pages a crash left past the synced length.
+    await this.truncate(id, at);
+    const tail = await this.lastPage(id, at);
+    const writer = new RecipeWriter(this, id, at, tail);
+    this.writers.set(id, writer);
+    return writer;
+  }
+
+  async openReader(id: StreamId, offset = 0): Promise<StreamReader> {
+    const meta = await this.requireMeta(id);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > meta.length) {
+      throw new RangeError(`cannot read stream ${id} at ${offset}: its length is ${meta.length}`);
+    }
+    return new RecipeReader(this, id, offset);
+  }
+
+  async truncate(id: StreamId, length: number, extra?: (batch: SyncBatch) => void): Promise<void> {
+    const meta = await this.requireMeta(id);
+    if (!Number.isSafeInteger(length) || length < 0 || length > meta.length) {
+      throw new RangeError(`cannot truncate stream ${id} to ${length}: its length is ${meta.length}`);
+    }
+    const doomed: Buffer[] = [];
+    for await (const key of this.pages.keys({ gte: pageKey(id, length), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) doomed.push(key);
+    const last = await this.lastPage(id, length);
+    const next: StreamMeta = { ...meta, length };
+    await this.store.commit((b) => {
+      for (const key of doomed) b.del(key, { sublevel: this.pages });
+      if (last) b.put(pageKey(id, last.start), last.page, { sublevel: this.pages });
+      b.put(id, next, { sublevel: this.meta });
+      extra?.(b as SyncBatch);
+    });
+    this.metaCache.set(id, next);
+  }
+
+  async delete(id: StreamId, extra?: (batch: SyncBatch) => void): Promise<void> {
+    if (this.writers.has(id)) throw new Error(`stream ${id} is open for writing`);
+    await this.requireMeta(id);
+    const doomed: Buffer[] = [];
+    for await (const key of this.pages.keys({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) doomed.push(key);
+    await this.store.commit((b) => {
+      for (const key of doomed) b.del(key, { sublevel: this.pages });
+      b.del(id, { sublevel: this.meta });
+      extra?.(b as SyncBatch);
+    });
+    this.metaCache.delete(id);
+  }
+
+  /** Synced length as readers see it. */
+  syncedLength(id: StreamId): number {
+    return this.metaCache.get(id)?.length ?? 0;
+  }
+
+  /** @internal Commits a writer's sync point: pages, metadata and the caller's operations. */
+  async commitWriter(id: StreamId, pages: Array<[number, Buffer]>, meta: StreamMeta, extra?: (batch: SyncBatch) => void): Promise<void> {
+    await this.store.commit((b: CommitBatch) => {
+      for (const [start, page] of pages) b.put(pageKey(id, start), page, { sublevel: this.pages });
+      b.put(id, meta, { sublevel: this.meta });
+      extra?.(b as SyncBatch);
+    });
+    this.metaCache.set(id, meta);
+  }
+
+  /** @internal Writes full pages early (unsynced) so memory stays bounded on long writes. */
+  async spillPages(id: StreamId, pages: Array<[number, Buffer]>): Promise<void> {
+    await this.pages.batch(pages.map(([start, page]) => ({ type: 'put' as const, key: pageKey(id, start), value: page })));
+  }
+
+  /** @internal */
+  releaseWriter(id: StreamId): void {
+    this.writers.delete(id);
+  }
+
+  async getMeta(id: StreamId, cached = true): Promise<StreamMeta | undefined> {
+    if (cached && this.metaCache.has(id)) return this.metaCache.get(id);
+    const m = await this.meta.get(id);
+    if (m) this.metaCache.set(id, m);
+    return m;
+  }
+
+  private async requireMeta(id: StreamId): Promise<StreamMeta> {
+    const m = await this.getMeta(id);
+    if (!m) throw new Error(`no stream ${id}`);
+    return m;
+  }
+
+  /** The page holding byte `offset` (the last page starting at or before it). */
+  async pageAt(id: StreamId, offset: number): Promise<{ start: number; page: Buffer } | undefined> {
+    for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, 0), lte: pageKey(id, offset), reverse: true, limit: 1 })) {
+      return { start: Number(key.readBigUInt64BE(8)), page };
+    }
+    return undefined;
+  }
+
+  /**
+   * The last page that starts before `offset` (the one a writer at `offset` keeps appending to),
+   * clipped to end at `offset`.
+   */
+  private async lastPage(id: StreamId, offset: number): Promise<{ start: number; page: Buffer } | undefined> {
+    if (offset === 0) return undefined;
+    const p = await this.pageAt(id, offset - 1);
+    if (!p) return undefined;
+    return { start: p.start, page: clipPage(p.page, offset - p.start) };
+  }
+
+  pageRange(id: StreamId, from: number) {
+    return this.pages.iterator({ gte: pageKey(id, from), lte: pageKey(id, Number.MAX_SAFE_INTEGER) });
+  }
+}
+
+export function pageKey(id: StreamId, start: number): Buffer {
+  const k = Buffer.allocUnsafe(16);
+  k.write(id, 0, 8, 'hex');
+  k.writeBigUInt64BE(BigInt(start), 8);
+  return k;
+}
+
+/** The entries of a page that cover bytes [0, length) relative to the page's start. */
+function clipPage(page: Buffer, length: number): Buffer {
+  let pos = 0;
+  for (let at = 0; at < page.length; at += RECIPE_ENTRY) {
+    const used = page.readUInt32BE(at + 32);
+    if (pos + used >= length) {
+      const out = Buffer.from(page.subarray(0, at + RECIPE_ENTRY));
+      out.writeUInt32BE(length - pos, at + 32);
+      return length - pos === 0 ? out.subarray(0, at) : out;
+    }
+    pos += used;
+  }
+  return page;
+}
+
+class RecipeWriter implements StreamWriter {
+  private syncedLength: number;
+  private pos: number;
+  /**
+   * Gathered input, starting with the unfinished chunk carried over. Two buffers alternate so
+   * that one batch is stored (sealed on other threads) while the next one fills.
+   */
+  private batch: Buffer;
+  private spare: Buffer;
+  private fill = 0;
+  /** The batch being stored, if any; its entries are added in order when it completes. */
+  private inflight: Promise<void> | undefined;
+  /** Current recipe page: its start offset and entries. */
+  private pageStart: number;
+  private page: Buffer;
+  private pageFill: number;
+  /** Completed pages not yet written. */
+  private done: Array<[number, Buffer]> = [];
+  private failed: Error | undefined;
+  private released = false;
+
+  constructor(
+    private readonly streams: RecipeStreams,
+    readonly id: StreamId,
+    offset: number,
+    tail: { start: number; page: Buffer } | undefined,
+  ) {
+    this.syncedLength = offset;
+    this.pos = offset;
+    const max = streams.store.chunker.params.max;
+    this.batch = Buffer.allocUnsafe(BATCH_BYTES + max);
+    this.spare = Buffer.allocUnsafe(BATCH_BYTES + max);
+    this.page = Buffer.allocUnsafe(PAGE_ENTRIES * RECIPE_ENTRY);
+    if (tail && tail.page.length < this.page.length) {
+      this.pageStart = tail.start;
+      tail.page.copy(this.page);
+      this.pageFill = tail.page.length;
+    } else {
+      this.pageStart = offset;
+      this.pageFill = 0;
+    }
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    this.check();
+    let at = 0;
+    while (at < data.length) {
+      const n = Math.min(data.length - at, BATCH_BYTES - this.fill);
+      this.batch.set(data.subarray(at, at + n), this.fill);
+      this.fill += n;
+      at += n;
+      this.pos += n;
+      if (this.fill >= BATCH_BYTES) await this.guard(() => this.chunkBatch(false));
+    }
+  }
+
+  /**
+   * Cuts gathered bytes into chunks and hands them to the store; the unfinished tail moves to
+   * the other buffer. At most one batch is in flight: this waits for the previous one (which
+   * used the other buffer) before starting.
+   */
+  private async chunkBatch(final: boolean): Promise<void> {
+    await this.inflight;
+    this.inflight = undefined;
+    if (this.fill === 0) return;
+    const buf = this.batch.subarray(0, this.fill);
+    const cuts = this.streams.store.chunker.cutPoints(buf, final);
+    if (cuts.length === 0) return;
+    const pieces: Buffer[] = new Array(cuts.length);
+    let start = 0;
+    for (let i = 0; i < cuts.length; i++) {
+      pieces[i] = buf.subarray(start, cuts[i]);
+      start = cuts[i];
+    }
+    const stored = this.streams.store.putChunks(pieces);
+    const rest = this.fill - start;
+    this.batch.copy(this.spare, 0, start, this.fill);
+    [this.batch, this.spare] = [this.spare, this.batch];
+    this.fill = rest;
+    this.inflight = stored.then(async (chunks) => {
+      for (const c of chunks) this.addEntry(c, c.ref.rawLength);
+      if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
+    });
+    // Errors surface at the next write or sync; keep them from being reported as unhandled.
+    this.inflight.catch(() => undefined);
+  }
+
+  /** Waits for the batch in flight (before a sync point). */
+  private async drain(): Promise<void> {
+    await this.inflight;
+    this.inflight = undefined;
+  }
+
+  private addEntry(c: StoredChunk, used: number): void {
+    if (this.pageFill === this.page.length) {
+      this.done.push([this.pageStart, Buffer.from(this.page)]);
+      this.pageStart += pageBytes(this.page);
+      this.pageFill = 0;
+    }
+    const at = this.pageFill;
+    c.fingerprint.copy(this.page, at);
+    encodeRef(c.ref, this.page, at + 16);
+    this.page.writeUInt32BE(used, at + 32);
+    this.pageFill += RECIPE_ENTRY;
+  }
+
+  async sync(extra?: (batch: SyncBatch) => void): Promise<void> {
+    this.check();
+    await this.guard(async () => {
+      await this.chunkBatch(true);
+      await this.drain();
+      const pages = this.done.splice(0);
+      if (this.pageFill > 0) pages.push([this.pageStart, Buffer.from(this.page.subarray(0, this.pageFill))]);
+      const meta = { ...(await this.streams.getMeta(this.id))!, length: this.pos };
+      await this.streams.commitWriter(this.id, pages, meta, extra);
+      this.syncedLength = this.pos;
+    });
+  }
+
+  async close(extra?: (batch: SyncBatch) => void): Promise<void> {
+    await this.sync(extra);
+    this.release();
+  }
+
+  async abort(): Promise<void> {
+    await this.inflight?.catch(() => undefined);
+    this.release();
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.streams.releaseWriter(this.id);
+  }
+
+  private check(): void {
+    if (this.released) throw new Error(`stream ${this.id}: writer is closed`);
+    if (this.failed) throw new Error(`stream ${this.id}: an earlier write failed (${this.failed.message}); reopen the stream, it stands at its last sync point ${this.syncedLength}`);
+  }
+
+  /** A failed store write poisons the writer: the stream stays at its last sync point. */
+  private async guard(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.failed = err as Error;
+      throw err;
+    }
+  }
+}
+
+function pageBytes(page: Buffer): number {
+  let n = 0;
+  for (let at = 0; at < page.length; at += RECIPE_ENTRY) n += page.readUInt32BE(at + 32);
+  return n;
+}
+
+interface Window {
+  start: number;
+  chunks: Buffer[];
+}
+
+class RecipeReader implements StreamReader {
+  private pos: number;
+  /** Entries from `entriesStart` on, not yet fetched. */
+  private entries: Array<{ chunk: StoredChunk; used: number }> = [];
+  private entriesStart = 0;
+  private pages: AsyncIterator<[Buffer, Buffer]> | undefined;
+  private current: Window | undefined;
+  private ahead: Promise<Window | undefined> | undefined;
+
+  constructor(
+    private readonly streams: RecipeStreams,
+    readonly id: StreamId,
+    offset: number,
+  ) {
+    this.pos = offset;
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  seek(offset: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > this.streams.syncedLength(this.id)) {
+      throw new RangeError(`cannot seek stream ${this.id} to ${offset}`);
+    }
+    this.pos = offset;
+    this.reset();
+  }
+
+  private reset(): void {
+    this.entries = [];
+    this.pages = undefined;
+    this.current = undefined;
+    this.ahead = undefined;
+  }
+
+  async read(max: number): Promise<Buffer> {
+    const limit = this.streams.syncedLength(this.id);
+    if (this.pos >= limit || max <= 0) return Buffer.alloc(0);
+    const want = Math.min(max, limit - this.pos);
+    const out = Buffer.allocUnsafe(want);
+    let filled = 0;
+    while (filled < want) {
+      const w = await this.windowAt(this.pos);
+      if (!w) throw new Error(`stream ${this.id}: recipe ends before byte ${this.pos} of ${limit}`);
+      let start = w.start;
+      for (const c of w.chunks) {
+        const end = start + c.length;
+        if (this.pos < end && filled < want) {
+          const from = this.pos - start;
+          const n = Math.min(c.length - from, want - filled);
+          c.copy(out, filled, from, from + n);
+          filled += n;
+          this.pos += n;
+        }
+        start = end;
+      }
+    }
+    return out;
+  }
+
+  /** The fetched window holding byte `pos`, moving forward and fetching ahead as needed. */
+  private async windowAt(pos: number): Promise<Window | undefined> {
+    while (true) {
+      const w = this.current;
+      if (w && pos >= w.start && pos < w.start + windowBytes(w)) return w;
+      if (w && pos < w.start) this.reset();
+      if (!this.current && !this.ahead) await this.startAt(pos);
+      this.current = await this.ahead;
+      this.ahead = this.current ? this.fetchNext() : undefined;
+      if (!this.current) return undefined;
+    }
+  }
+
+  private async startAt(pos: number): Promise<void> {
+    const page = await this.streams.pageAt(this.id, pos);
+    if (!page) return;
+    this.entries = [];
+    this.entriesStart = page.start;
+    this.pages = this.streams.pageRange(this.id, page.start)[Symbol.asyncIterator]();
+    this.ahead = this.fetchNext();
+  }
+
+  /** Fetches the next READ_AHEAD_CHUNKS chunks of the recipe. */
+  private async fetchNext(): Promise<Window | undefined> {
+    while (this.entries.length < READ_AHEAD_CHUNKS && this.pages) {
+      const next = await this.pages.next();
+      if (next.done) {
+        this.pages = undefined;
+        break;
+      }
+      const page = next.value[1];
+      for (let at = 0; at < page.length; at += RECIPE_ENTRY) {
+        this.entries.push({
+          chunk: { fingerprint: page.subarray(at, at + 16), ref: decodeRef(page, at + 16) },
+          used: page.readUInt32BE(at + 32),
+        });
+      }
+    }
+    if (this.entries.length === 0) return undefined;
+    const take = this.entries.splice(0, READ_AHEAD_CHUNKS);
+    const start = this.entriesStart;
+    const data = await this.streams.store.readChunks(take.map((e) => e.chunk));
+    const chunks = data.map((d, i) => (take[i].used < d.length ? d.subarray(0, take[i].used) : d));
+    for (const c of chunks) this.entriesStart += c.length;
+    return { start, chunks };
+  }
+}
+
+function windowBytes(w: Window): number {
+  let n = 0;
+  for (const c of w.chunks) n += c.length;
+  return n;
+}

@@ -1,0 +1,60 @@
+/**
+ * Opens a data directory: the LevelDB (`index/`), the chunk store (`containers/`, `keys/`) and
+ * the streams over them. Upper layers keep their own sublevels in the same LevelDB so that
+ * their state commits atomically with stream sync points.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { ChunkStore } from '../dedup/store.js';
+import type { ChunkParams } from '../dedup/chunker.js';
+import { RecipeStreams } from './recipes.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type DataDb = Level<any, any>;
+
+export interface DataStore {
+  dir: string;
+  db: DataDb;
+  chunks: ChunkStore;
+  streams: RecipeStreams;
+  close(): Promise<void>;
+}
+
+/** Creates a new data directory (keys, config) unless one exists. */
+export async function initDataStore(dir: string, chunking?: ChunkParams): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await ChunkStore.init(dir, chunking);
+}
+
+export async function openDataStore(dir: string, opts: { native?: boolean } = {}): Promise<DataStore> {
+  await ChunkStore.readConfig(dir);
+  const db: DataDb = new Level(join(dir, 'index'), { keyEncoding: 'utf8', valueEncoding: 'json' });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    if (cause?.message?.includes('lock')) {
+      throw new Error(`${dir} is in use by another vtl process (the LevelDB lock is held)`, { cause: err });
+    }
+    throw err;
+  }
+  let chunks: ChunkStore;
+  try {
+    chunks = await ChunkStore.open(dir, db, opts);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const streams = new RecipeStreams(db, chunks);
+  return {
+    dir,
+    db,
+    chunks,
+    streams,
+    async close() {
+      await chunks.close();
+      await db.close();
+    },
+  };
+}

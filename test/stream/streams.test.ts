@@ -1,0 +1,194 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { IntegrityError } from '../../src/dedup/container.js';
+import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
+import { RECIPE_ENTRY, pageKey } from '../../src/stream/recipes.js';
+import { backupLikeBytes, randomBytes, withTempDir } from '../helpers/data.js';
+
+async function withStore<T>(fn: (s: DataStore, dir: string) => Promise<T>): Promise<T> {
+  return withTempDir(async (dir) => {
+    await initDataStore(dir);
+    const s = await openDataStore(dir);
+    try {
+      return await fn(s, dir);
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+async function writeAll(s: DataStore, data: Buffer, slice: number, syncEvery = Infinity): Promise<string> {
+  const id = await s.streams.create();
+  const w = await s.streams.openWriter(id);
+  let sinceSync = 0;
+  for (let at = 0; at < data.length; at += slice) {
+    const piece = data.subarray(at, Math.min(at + slice, data.length));
+    await w.write(piece);
+    sinceSync += piece.length;
+    if (sinceSync >= syncEvery) {
+      await w.sync();
+      sinceSync = 0;
+    }
+  }
+  await w.close();
+  return id;
+}
+
+async function readAll(s: DataStore, id: string, from = 0, readSize = 1 << 20): Promise<Buffer> {
+  const r = await s.streams.openReader(id, from);
+  const parts: Buffer[] = [];
+  for (;;) {
+    const b = await r.read(readSize);
+    if (b.length === 0) break;
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+async function recipeFingerprints(s: DataStore, id: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const page of s.streams.pages.values({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) {
+    for (let at = 0; at < page.length; at += RECIPE_ENTRY) out.push(page.subarray(at, at + 16).toString('hex'));
+  }
+  return out;
+}
+
+describe('recipe streams', () => {
+  it('reads back bit for bit, from any offset', async () => {
+    await withStore(async (s) => {
+      const data = backupLikeBytes(9 * 1024 * 1024 + 12345, 7);
+      const id = await writeAll(s, data, 100_000);
+      expect(await s.streams.length(id)).toBe(data.length);
+      expect((await readAll(s, id)).equals(data)).toBe(true);
+      for (const off of [0, 1, 8191, 4 * 1024 * 1024 + 3, data.length - 1, data.length]) {
+        expect((await readAll(s, id, off, 77_777)).equals(data.subarray(off))).toBe(true);
+      }
+      const r = await s.streams.openReader(id);
+      r.seek(5_000_000);
+      expect((await r.read(1000)).equals(data.subarray(5_000_000, 5_001_000))).toBe(true);
+      r.seek(10);
+      expect((await r.read(10)).equals(data.subarray(10, 20))).toBe(true);
+    });
+  });
+
+  it('gives the same chunks for any write slicing (1 B, 512 B, 10240 B, 1 MiB)', async () => {
+    await withStore(async (s) => {
+      const big = backupLikeBytes(3 * 1024 * 1024, 3);
+      const reference = await recipeFingerprints(s, await writeAll(s, big, big.length));
+      for (const slice of [512, 10240, 1 << 20]) {
+        expect(await recipeFingerprints(s, await writeAll(s, big, slice))).toEqual(reference);
+      }
+      const small = big.subarray(0, 300 * 1024);
+      const smallRef = await recipeFingerprints(s, await writeAll(s, small, small.length));
+      expect(await recipeFingerprints(s, await writeAll(s, small, 1))).toEqual(smallRef);
+    });
+  });
+
+  it('stores a repeated stream once', async () => {
+    await withStore(async (s) => {
+      const data = randomBytes(6 * 1024 * 1024, 11);
+      await writeAll(s, data, 65536);
+      const before = s.chunks.getStats();
+      const id2 = await writeAll(s, data, 1 << 20);
+      const after = s.chunks.getStats();
+      expect(after.uniqueBytes - before.uniqueBytes).toBe(0);
+      expect((await readAll(s, id2)).equals(data)).toBe(true);
+    });
+  });
+
+  it('truncates at an offset and appends from there (tape overwrite)', async () => {
+    await withStore(async (s) => {
+      const data = backupLikeBytes(5 * 1024 * 1024, 5);
+      const id = await writeAll(s, data, 1 << 20, 1 << 20);
+      const cut = 2 * 1024 * 1024 + 777; // inside a chunk
+      const tail = randomBytes(1_500_000, 99);
+      const w = await s.streams.openWriter(id, cut);
+      await w.write(tail);
+      await w.close();
+      const expected = Buffer.concat([data.subarray(0, cut), tail]);
+      expect(await s.streams.length(id)).toBe(expected.length);
+      expect((await readAll(s, id)).equals(expected)).toBe(true);
+      await s.streams.truncate(id, 1000);
+      expect((await readAll(s, id)).equals(data.subarray(0, 1000))).toBe(true);
+    });
+  });
+
+  it('keeps only synced bytes when a writer is abandoned, and survives reopening', async () => {
+    await withTempDir(async (dir) => {
+      await initDataStore(dir);
+      const data = randomBytes(3 * 1024 * 1024, 21);
+      let s = await openDataStore(dir);
+      const id = await s.streams.create();
+      const w = await s.streams.openWriter(id);
+      await w.write(data.subarray(0, 2_000_000));
+      await w.sync();
+      await w.write(data.subarray(2_000_000));
+      await w.abort();
+      expect(await s.streams.length(id)).toBe(2_000_000);
+      await s.close();
+      s = await openDataStore(dir);
+      try {
+        expect((await readAll(s, id)).equals(data.subarray(0, 2_000_000))).toBe(true);
+        const w2 = await s.streams.openWriter(id);
+        await w2.write(data.subarray(2_000_000));
+        await w2.close();
+        expect((await readAll(s, id)).equals(data)).toBe(true);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('rebuilds a deleted index from container footers', async () => {
+    await withStore(async (s) => {
+      const data = backupLikeBytes(20 * 1024 * 1024, 8);
+      const id = await writeAll(s, data, 1 << 20);
+      const fp = s.db.sublevel('fingerprints', { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await fp.clear();
+      const r = await s.chunks.rebuildIndex();
+      expect(r.containers).toBeGreaterThan(1);
+      let n = 0;
+      for await (const _ of fp.keys()) n++;
+      expect(n).toBe(s.chunks.getStats().chunks);
+      const before = s.chunks.getStats().uniqueBytes;
+      await writeAll(s, data, 1 << 20);
+      expect(s.chunks.getStats().uniqueBytes).toBe(before);
+      expect((await readAll(s, id)).equals(data)).toBe(true);
+    });
+  });
+
+  it('refuses to return corrupted data', async () => {
+    await withStore(async (s, dir) => {
+      const data = randomBytes(2 * 1024 * 1024, 4);
+      const id = await writeAll(s, data, 1 << 20);
+      await s.chunks.close();
+      const files = (await readdir(join(dir, 'containers'))).filter((f) => f.endsWith('.ctr'));
+      const path = join(dir, 'containers', files[0]);
+      const bytes = await readFile(path);
+      bytes[Math.floor(bytes.length / 2)] ^= 0x10;
+      await writeFile(path, bytes);
+      const s2 = await reopenChunks(s, dir);
+      await expect(readAll(s2, id)).rejects.toBeInstanceOf(IntegrityError);
+      await s2.close();
+    });
+  });
+
+  it('rejects bad offsets and a second writer', async () => {
+    await withStore(async (s) => {
+      const id = await writeAll(s, randomBytes(1000, 1), 1000);
+      await expect(s.streams.openWriter(id, 1001)).rejects.toThrow(/length is 1000/);
+      await expect(s.streams.openReader(id, -1)).rejects.toThrow(RangeError);
+      const w = await s.streams.openWriter(id);
+      await expect(s.streams.openWriter(id)).rejects.toThrow(/already has a writer/);
+      await w.close();
+      await expect(s.streams.length('00000000000000ff')).rejects.toThrow(/no stream/);
+    });
+  });
+});
+
+/** Closes a store and opens it again (to drop caches). */
+async function reopenChunks(s: DataStore, dir: string): Promise<DataStore> {
+  await s.db.close();
+  return openDataStore(dir);
+}
