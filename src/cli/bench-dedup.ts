@@ -43,10 +43,13 @@ export async function benchDedup(files: string[], opts: BenchOptions = {}): Prom
   bar?.start(total * 2, 0, { phase: 'ingest', file: '' });
   let done = 0;
   let peakRss = process.memoryUsage().rss;
+  let ticks = 0;
   const tick = (n: number, phase: string, file: string) => {
     done += n;
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    bar?.update(done, { phase, file: basename(file) });
+    if (ticks++ % 16 === 0) {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      bar?.update(done, { phase, file: basename(file) });
+    }
   };
   let store: DataStore | undefined;
   try {

@@ -17,13 +17,14 @@ parentPort.on('message', (m) => {
 export class BackgroundSha256 {
   private readonly worker = new Worker(WORKER_SOURCE, { eval: true });
 
-  /** Hands the buffer over (it must own its ArrayBuffer, e.g. from Buffer.allocUnsafeSlow). */
-  update(buf: Buffer): void {
-    if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) {
-      this.worker.postMessage(buf.buffer, [buf.buffer as ArrayBuffer]);
-    } else {
-      this.worker.postMessage(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    }
+  /**
+   * Hashes a copy of `buf`. Copying into a plain ArrayBuffer and transferring that is several
+   * times cheaper than transferring a Buffer's own memory (which V8 copies anyway, slowly).
+   */
+  update(buf: Uint8Array): void {
+    const copy = new Uint8Array(new ArrayBuffer(buf.length));
+    copy.set(buf);
+    this.worker.postMessage(copy.buffer, [copy.buffer]);
   }
 
   digest(): Promise<string> {

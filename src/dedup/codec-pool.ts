@@ -20,15 +20,17 @@ export interface CodecRequest {
   containers: Uint32Array;
   seqs: Uint32Array;
   fingerprints: Uint8Array;
-  /** Item j is data[bounds[j] .. bounds[j+1]). */
+  /** Item j is data[starts[j] .. starts[j] + lengths[j]). */
   data: Uint8Array;
-  bounds: Uint32Array;
+  starts: Uint32Array;
+  lengths: Uint32Array;
   files?: string[];
   offsets?: Uint32Array;
 }
 
 export interface CodecReply {
   id: number;
+  /** Output j is block[bounds[j] .. bounds[j+1]). */
   block: Uint8Array;
   bounds: Uint32Array;
   error?: { name: string; message: string; file?: string; offset?: number; reason?: string; container?: number };
@@ -117,7 +119,7 @@ export class CodecPool {
     if (this.outstanding++ === 0) for (const w of this.workers) w.ref();
     return new Promise<CodecReply>((resolve, reject) => {
       this.pending.set(req.id, { resolve, reject });
-      worker.postMessage(req, [req.data.buffer as ArrayBuffer]);
+      worker.postMessage(req, req.data.buffer instanceof ArrayBuffer ? [req.data.buffer] : []);
     }).then((reply) => {
       const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
       const out: Buffer[] = new Array(reply.bounds.length - 1);
@@ -150,11 +152,22 @@ export class CodecPool {
   }
 }
 
-/** Packs items into one transferable buffer (one copy, cheap next to compression). */
+/**
+ * The items' bytes for a worker: views of one SharedArrayBuffer (the stream writer's batch
+ * buffers are shared) go as they are; anything else is packed into one transferable buffer.
+ */
 function requestOf(op: 'seal' | 'open', key: Buffer, items: Uint8Array[], containers: number[], seqs: number[], fps: Buffer[]): CodecRequest {
-  const bounds = new Uint32Array(items.length + 1);
-  for (let j = 0; j < items.length; j++) bounds[j + 1] = bounds[j] + items[j].length;
-  const data = concat(items);
+  const starts = new Uint32Array(items.length);
+  const lengths = Uint32Array.from(items, (it) => it.length);
+  const shared = items[0].buffer;
+  let data: Uint8Array;
+  if (shared instanceof SharedArrayBuffer && items.every((it) => it.buffer === shared)) {
+    data = new Uint8Array(shared);
+    items.forEach((it, j) => (starts[j] = it.byteOffset));
+  } else {
+    data = concat(items);
+    for (let j = 1; j < items.length; j++) starts[j] = starts[j - 1] + lengths[j - 1];
+  }
   return {
     id: 0,
     op,
@@ -163,7 +176,8 @@ function requestOf(op: 'seal' | 'open', key: Buffer, items: Uint8Array[], contai
     seqs: Uint32Array.from(seqs),
     fingerprints: concat(fps),
     data,
-    bounds,
+    starts,
+    lengths,
   };
 }
 

@@ -19,13 +19,13 @@ port.on('message', (req: CodecRequest) => {
 async function handle(req: CodecRequest): Promise<CodecReply> {
   const key = Buffer.from(req.key.buffer, req.key.byteOffset, req.key.byteLength);
   const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
-  const n = req.bounds.length - 1;
+  const n = req.starts.length;
   const outs: Buffer[] = new Array(n);
   if (req.op === 'seal') {
     const jobs: Promise<void>[] = [];
     for (let j = 0; j < n; j++) {
       const fp = Buffer.from(req.fingerprints.buffer, req.fingerprints.byteOffset + j * 16, 16);
-      const raw = data.subarray(req.bounds[j], req.bounds[j + 1]);
+      const raw = data.subarray(req.starts[j], req.starts[j] + req.lengths[j]);
       jobs.push(sealChunk(key, req.containers[j], req.seqs[j], fp, raw).then((f) => void (outs[j] = f)));
     }
     await Promise.all(jobs);
@@ -33,7 +33,7 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     for (let j = 0; j < n; j++) {
       const fp = Buffer.from(req.fingerprints.buffer, req.fingerprints.byteOffset + j * 16, 16);
       const k = req.keys ? Buffer.from(req.keys.buffer, req.keys.byteOffset + j * 32, 32) : key;
-      const frame = data.subarray(req.bounds[j], req.bounds[j + 1]);
+      const frame = data.subarray(req.starts[j], req.starts[j] + req.lengths[j]);
       outs[j] = openChunk(k, req.containers[j], fp, frame, { file: req.files?.[j] ?? 'frame', offset: req.offsets?.[j] ?? 0 });
     }
   }

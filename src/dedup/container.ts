@@ -499,10 +499,16 @@ export class ContainerWriter {
     }
   }
 
+  /** Writes all of `bufs` at `pos`; a short write (the disk filling up) goes on until write fails. */
   async #writeAll(bufs: Buffer[], pos: number): Promise<number> {
     const total = bufs.reduce((n, b) => n + b.length, 0);
-    const { bytesWritten } = await this.#fh.writev(bufs, pos);
-    if (bytesWritten !== total) throw new Error(`short write to ${this.#path} (${bytesWritten} of ${total} bytes)`);
+    let done = (await this.#fh.writev(bufs, pos)).bytesWritten;
+    while (done < total) {
+      const rest = Buffer.concat(bufs).subarray(done);
+      const { bytesWritten } = await this.#fh.write(rest, 0, rest.length, pos + done);
+      if (bytesWritten === 0) throw new Error(`short write to ${this.#path} (${done} of ${total} bytes)`);
+      done += bytesWritten;
+    }
     return pos + total;
   }
 
@@ -599,16 +605,25 @@ export class ContainerReader {
 
   /** Like `read` for many chunks; nearby frames are fetched with few large positioned reads. */
   async readMany(refs: Array<{ ref: ChunkRef; fingerprint: Buffer }>): Promise<Buffer[]> {
-    refs.forEach(({ ref }) => this.#checkRef(ref));
-    const order = refs.map((_, i) => i).sort((a, b) => refs[a].ref.offset - refs[b].ref.offset);
+    const frames = await this.readFrames(refs.map((r) => r.ref));
+    return frames.map((frame, k) => this.#open(refs[k].ref, refs[k].fingerprint, frame));
+  }
+
+  /**
+   * The still-sealed frames of many chunks, for decoding elsewhere (a worker thread) with
+   * `openChunk`: coalesced reads, and the raw length checked against the frame header.
+   */
+  async readFrames(refs: ChunkRef[]): Promise<Buffer[]> {
+    refs.forEach((ref) => this.#checkRef(ref));
+    const order = refs.map((_, i) => i).sort((a, b) => refs[a].offset - refs[b].offset);
     const out = new Array<Buffer>(refs.length);
     const reads: Promise<void>[] = [];
     for (let i = 0; i < order.length; ) {
-      const start = refs[order[i]].ref.offset;
-      let end = start + refs[order[i]].ref.frameLength;
+      const start = refs[order[i]].offset;
+      let end = start + refs[order[i]].frameLength;
       let j = i + 1;
       for (; j < order.length; j++) {
-        const r = refs[order[j]].ref;
+        const r = refs[order[j]];
         const next = Math.max(end, r.offset + r.frameLength);
         if (r.offset > end + COALESCE_GAP || next - start > COALESCE_MAX) break;
         end = next;
@@ -677,30 +692,28 @@ export class ContainerReader {
   }
 
   #open(ref: ChunkRef, fingerprint: Buffer, frame: Buffer): Buffer {
-    const where = { file: this.#path, offset: ref.offset };
-    // The index's lengths must agree with the frame's own header (checked before decrypting).
-    if (frame.readUInt32LE(8) !== ref.rawLength) {
-      throw new IntegrityError(where.file, where.offset, 'frame raw length disagrees with the index', this.id);
-    }
-    return openChunk(this.#key, this.id, fingerprint, frame, where);
+    this.#checkRawLength(ref, frame);
+    return openChunk(this.#key, this.id, fingerprint, frame, { file: this.#path, offset: ref.offset });
   }
 
-  async #readGroup(
-    start: number,
-    end: number,
-    group: number[],
-    refs: Array<{ ref: ChunkRef; fingerprint: Buffer }>,
-    out: Buffer[],
-  ): Promise<void> {
+  /** The index's lengths must agree with the frame's own header (checked before decrypting). */
+  #checkRawLength(ref: ChunkRef, frame: Buffer): void {
+    if (frame.readUInt32LE(8) !== ref.rawLength) {
+      throw new IntegrityError(this.#path, ref.offset, 'frame raw length disagrees with the index', this.id);
+    }
+  }
+
+  async #readGroup(start: number, end: number, group: number[], refs: ChunkRef[], out: Buffer[]): Promise<void> {
     const buf = Buffer.allocUnsafe(end - start);
     const got = await readFully(this.#fh, buf, start);
     for (const k of group) {
-      const { ref, fingerprint } = refs[k];
+      const ref = refs[k];
       const from = ref.offset - start;
       if (from + ref.frameLength > got) {
         throw new IntegrityError(this.#path, ref.offset, 'frame extends past the end of the file (truncated)', this.id);
       }
-      out[k] = this.#open(ref, fingerprint, buf.subarray(from, from + ref.frameLength));
+      out[k] = buf.subarray(from, from + ref.frameLength);
+      this.#checkRawLength(ref, out[k]);
     }
   }
 

@@ -73,6 +73,8 @@ export interface StoreStats {
 const FRAME_OVERHEAD_ESTIMATE = 64;
 const MAX_OPEN_READERS = 64;
 const MAX_SEALING = 2;
+/** Runs shorter than this are decoded on the event loop: a worker round trip costs more. */
+const INLINE_OPEN_CHUNKS = 8;
 
 export class ChunkStore {
   readonly chunker: Chunker;
@@ -407,6 +409,11 @@ export class ChunkStore {
   }
 
   private async readRun(container: number, run: StoredChunk[]): Promise<Buffer[]> {
+    const writer = this.writer;
+    if (writer?.id === container) {
+      // The open container may still hold these frames in memory only.
+      return Promise.all(run.map((c) => writer.read(c.ref, c.fingerprint)));
+    }
     let reader: ContainerReader;
     try {
       reader = await this.reader(container);
@@ -414,7 +421,12 @@ export class ChunkStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       return this.readRelocated(run);
     }
-    return reader.readMany(run.map((c) => ({ ref: c.ref, fingerprint: c.fingerprint })));
+    if (run.length < INLINE_OPEN_CHUNKS) return reader.readMany(run.map((c) => ({ ref: c.ref, fingerprint: c.fingerprint })));
+    const frames = await reader.readFrames(run.map((c) => c.ref));
+    const key = await this.dataKey(container);
+    return this.codec.open(
+      run.map((c, k) => ({ key, containerId: container, fingerprint: c.fingerprint, frame: frames[k], file: reader.path, offset: c.ref.offset })),
+    );
   }
 
   /** A recipe's location hint is stale (its container was compacted): ask the index. */
@@ -512,10 +524,29 @@ export class ChunkStore {
   /** Runs store mutations one at a time (several drives may write at once). */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('chunk store is closed'));
-    const run = this.lock.then(fn, fn);
+    const run = this.lock.then(fn, fn).catch((err: Error) => {
+      throw explainStorageError(err, this.dir);
+    });
     this.lock = run.catch(() => undefined);
     return run;
   }
+}
+
+/** A full disk says so, naming the store and what to do; other errors pass unchanged. */
+export function explainStorageError(err: Error, dir: string): Error {
+  let full = false;
+  for (let e: unknown = err; e instanceof Error && !full; e = e.cause) {
+    full = (e as NodeJS.ErrnoException).code === 'ENOSPC' || /no space left on device/i.test(e.message);
+  }
+  if (!full || err.message.startsWith('disk full')) return err;
+  const e = new Error(
+    `disk full: no space left on the device holding the vtl store ${dir} (${err.message}). ` +
+      'Free space or grow the file system, then retry: everything synced before this point is intact; ' +
+      'unsynced data of open streams is lost and the writer must reopen at its last sync point.',
+    { cause: err },
+  ) as NodeJS.ErrnoException;
+  e.code = 'ENOSPC';
+  return e;
 }
 
 function stripFp(e: FooterEntry): ChunkRef {

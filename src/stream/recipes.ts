@@ -246,8 +246,9 @@ class RecipeWriter implements StreamWriter {
     this.syncedLength = offset;
     this.pos = offset;
     const max = streams.store.chunker.params.max;
-    this.batch = Buffer.allocUnsafe(BATCH_BYTES + max);
-    this.spare = Buffer.allocUnsafe(BATCH_BYTES + max);
+    // Shared memory: the codec workers read new chunks from it without a copy.
+    this.batch = Buffer.from(new SharedArrayBuffer(BATCH_BYTES + max));
+    this.spare = Buffer.from(new SharedArrayBuffer(BATCH_BYTES + max));
     this.page = Buffer.allocUnsafe(PAGE_ENTRIES * RECIPE_ENTRY);
     if (tail && tail.page.length < this.page.length) {
       this.pageStart = tail.start;

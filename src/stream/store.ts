@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { ChunkStore } from '../dedup/store.js';
+import { ChunkStore, explainStorageError } from '../dedup/store.js';
 import type { ChunkParams } from '../dedup/chunker.js';
 import { RecipeStreams } from './recipes.js';
 
@@ -37,7 +37,7 @@ export async function openDataStore(dir: string, opts: { native?: boolean } = {}
     if (cause?.message?.includes('lock')) {
       throw new Error(`${dir} is in use by another vtl process (the LevelDB lock is held)`, { cause: err });
     }
-    throw err;
+    throw explainStorageError(err as Error, dir);
   }
   let chunks: ChunkStore;
   try {
