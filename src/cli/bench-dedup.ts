@@ -109,13 +109,13 @@ async function ingestFile(store: DataStore, file: string, progress: (n: number) 
   let bytes = 0;
   const t0 = process.hrtime.bigint();
   try {
+    const buf = Buffer.allocUnsafe(IO_BYTES);
     for (;;) {
-      const buf = Buffer.allocUnsafeSlow(IO_BYTES);
       const { bytesRead } = await fh.read(buf, 0, IO_BYTES, null);
       if (bytesRead === 0) break;
       const data = buf.subarray(0, bytesRead);
       await writer.write(data);
-      sha.update(data);
+      await sha.update(data);
       bytes += bytesRead;
       progress(bytesRead);
     }
@@ -141,7 +141,7 @@ async function restoreStream(store: DataStore, id: string, progress: (n: number)
     const buf = await reader.read(IO_BYTES);
     if (buf.length === 0) break;
     bytes += buf.length;
-    sha.update(buf);
+    await sha.update(buf);
     progress(buf.length);
   }
   const seconds = elapsed(t0);
