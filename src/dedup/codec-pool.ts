@@ -1,39 +1,50 @@
 /**
- * A pool of worker threads that seal chunks into container frames and open frames back into
- * chunks. The event loop keeps the cheap, ordered work (chunking, fingerprints, lookups,
- * appends); compression and encryption run on all cores (DESIGN.md section 6).
+ * A pool of worker threads that seal chunks into container frames, and read and open frames
+ * back into chunks. The event loop keeps the cheap, ordered work (chunking, fingerprints,
+ * lookups, appends); compression, encryption and their inverses run on all cores
+ * (DESIGN.md section 6).
  *
  * Guarantees: outputs come back in input order, byte-identical to calling `sealChunk` /
  * `openChunk` directly (same functions, other threads); an error in a worker (an integrity
- * failure above all) rejects the call with an error of the same name and message.
+ * failure above all) rejects the call with an error of the same kind.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { IntegrityError } from './container.js';
+import { IntegrityError, type ChunkRef } from './container.js';
 
-export interface CodecRequest {
+export interface SealRequest {
   id: number;
-  op: 'seal' | 'open';
-  /** The key when all items share one (seal); `keys` holds one 32-byte key per item otherwise. */
+  op: 'seal';
   key: Uint8Array;
-  keys?: Uint8Array;
   containers: Uint32Array;
   seqs: Uint32Array;
   fingerprints: Uint8Array;
-  /** Item j is data[starts[j] .. starts[j] + lengths[j]). */
+  /** Chunk j is data[starts[j] .. starts[j] + lengths[j]). */
   data: Uint8Array;
   starts: Uint32Array;
   lengths: Uint32Array;
-  files?: string[];
-  offsets?: Uint32Array;
 }
+
+export interface ReadRequest {
+  id: number;
+  op: 'read';
+  key: Uint8Array;
+  dir: string;
+  container: number;
+  fingerprints: Uint8Array;
+  offsets: Uint32Array;
+  lengths: Uint32Array;
+  rawLengths: Uint32Array;
+}
+
+export type CodecRequest = SealRequest | ReadRequest;
 
 export interface CodecReply {
   id: number;
   /** Output j is block[bounds[j] .. bounds[j+1]). */
   block: Uint8Array;
   bounds: Uint32Array;
-  error?: { name: string; message: string; file?: string; offset?: number; reason?: string; container?: number };
+  error?: { name: string; message: string; code?: string; file?: string; offset?: number; reason?: string; container?: number };
 }
 
 export interface SealItem {
@@ -41,15 +52,6 @@ export interface SealItem {
   seq: number;
   fingerprint: Buffer;
   raw: Uint8Array;
-}
-
-export interface OpenItem {
-  key: Buffer;
-  containerId: number;
-  fingerprint: Buffer;
-  frame: Buffer;
-  file: string;
-  offset: number;
 }
 
 /** Items per worker message: enough to amortize the message, few enough to spread the work. */
@@ -89,26 +91,53 @@ export class CodecPool {
     return worker;
   }
 
-  /** Seals chunks (all of one container key) into frames, in order. */
+  /**
+   * Seals chunks (all under one container key) into frames, in order. Chunks that share one
+   * SharedArrayBuffer (the stream writer's batches) reach the workers without a copy.
+   */
   async seal(key: Buffer, items: SealItem[]): Promise<Buffer[]> {
     const jobs: Promise<Buffer[]>[] = [];
     for (let i = 0; i < items.length; i += ITEMS_PER_JOB) {
       const part = items.slice(i, i + ITEMS_PER_JOB);
-      jobs.push(this.run(requestOf('seal', key, part.map((p) => p.raw), part.map((p) => p.containerId), part.map((p) => p.seq), part.map((p) => p.fingerprint))));
+      const { data, starts } = packChunks(part.map((p) => p.raw));
+      jobs.push(
+        this.run({
+          id: 0,
+          op: 'seal',
+          key: new Uint8Array(key),
+          containers: Uint32Array.from(part, (p) => p.containerId),
+          seqs: Uint32Array.from(part, (p) => p.seq),
+          fingerprints: concat(part.map((p) => p.fingerprint)),
+          data,
+          starts,
+          lengths: Uint32Array.from(part, (p) => p.raw.length),
+        }),
+      );
     }
     return (await Promise.all(jobs)).flat();
   }
 
-  /** Opens frames into raw chunks, in order; rejects with IntegrityError on any damage. */
-  async open(items: OpenItem[]): Promise<Buffer[]> {
+  /**
+   * Reads chunks of one container from its file in `dir` and opens them, in order. Rejects
+   * with IntegrityError on any damage, and with code ENOENT when the container is gone.
+   */
+  async read(key: Buffer, dir: string, container: number, chunks: Array<{ ref: ChunkRef; fingerprint: Buffer }>): Promise<Buffer[]> {
     const jobs: Promise<Buffer[]>[] = [];
-    for (let i = 0; i < items.length; i += ITEMS_PER_JOB) {
-      const part = items.slice(i, i + ITEMS_PER_JOB);
-      const req = requestOf('open', part[0].key, part.map((p) => p.frame), part.map((p) => p.containerId), part.map(() => 0), part.map((p) => p.fingerprint));
-      req.keys = concat(part.map((p) => p.key));
-      req.files = part.map((p) => p.file);
-      req.offsets = Uint32Array.from(part.map((p) => p.offset));
-      jobs.push(this.run(req));
+    for (let i = 0; i < chunks.length; i += ITEMS_PER_JOB) {
+      const part = chunks.slice(i, i + ITEMS_PER_JOB);
+      jobs.push(
+        this.run({
+          id: 0,
+          op: 'read',
+          key: new Uint8Array(key),
+          dir,
+          container,
+          fingerprints: concat(part.map((c) => c.fingerprint)),
+          offsets: Uint32Array.from(part, (c) => c.ref.offset),
+          lengths: Uint32Array.from(part, (c) => c.ref.frameLength),
+          rawLengths: Uint32Array.from(part, (c) => c.ref.rawLength),
+        }),
+      );
     }
     return (await Promise.all(jobs)).flat();
   }
@@ -119,7 +148,8 @@ export class CodecPool {
     if (this.outstanding++ === 0) for (const w of this.workers) w.ref();
     return new Promise<CodecReply>((resolve, reject) => {
       this.pending.set(req.id, { resolve, reject });
-      worker.postMessage(req, req.data.buffer instanceof ArrayBuffer ? [req.data.buffer] : []);
+      const transfer = req.op === 'seal' && req.data.buffer instanceof ArrayBuffer ? [req.data.buffer] : [];
+      worker.postMessage(req, transfer);
     }).then((reply) => {
       const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
       const out: Buffer[] = new Array(reply.bounds.length - 1);
@@ -133,12 +163,8 @@ export class CodecPool {
     if (!p) return;
     this.pending.delete(reply.id);
     if (--this.outstanding === 0) for (const w of this.workers) w.unref();
-    if (reply.error) {
-      const e = reply.error;
-      p.reject(e.name === 'IntegrityError' ? new IntegrityError(e.file ?? 'frame', e.offset ?? 0, e.reason ?? e.message, e.container) : new Error(e.message));
-    } else {
-      p.resolve(reply);
-    }
+    if (reply.error) p.reject(rebuildError(reply.error));
+    else p.resolve(reply);
   }
 
   private failAll(err: Error): void {
@@ -152,33 +178,23 @@ export class CodecPool {
   }
 }
 
-/**
- * The items' bytes for a worker: views of one SharedArrayBuffer (the stream writer's batch
- * buffers are shared) go as they are; anything else is packed into one transferable buffer.
- */
-function requestOf(op: 'seal' | 'open', key: Buffer, items: Uint8Array[], containers: number[], seqs: number[], fps: Buffer[]): CodecRequest {
+function rebuildError(e: NonNullable<CodecReply['error']>): Error {
+  if (e.name === 'IntegrityError') return new IntegrityError(e.file ?? 'frame', e.offset ?? 0, e.reason ?? e.message, e.container);
+  const err = new Error(e.message) as NodeJS.ErrnoException;
+  if (e.code) err.code = e.code;
+  return err;
+}
+
+/** Views of one SharedArrayBuffer go as they are; anything else is packed into one buffer. */
+function packChunks(items: Uint8Array[]): { data: Uint8Array; starts: Uint32Array } {
   const starts = new Uint32Array(items.length);
-  const lengths = Uint32Array.from(items, (it) => it.length);
   const shared = items[0].buffer;
-  let data: Uint8Array;
   if (shared instanceof SharedArrayBuffer && items.every((it) => it.buffer === shared)) {
-    data = new Uint8Array(shared);
     items.forEach((it, j) => (starts[j] = it.byteOffset));
-  } else {
-    data = concat(items);
-    for (let j = 1; j < items.length; j++) starts[j] = starts[j - 1] + lengths[j - 1];
+    return { data: new Uint8Array(shared), starts };
   }
-  return {
-    id: 0,
-    op,
-    key: new Uint8Array(key),
-    containers: Uint32Array.from(containers),
-    seqs: Uint32Array.from(seqs),
-    fingerprints: concat(fps),
-    data,
-    starts,
-    lengths,
-  };
+  for (let j = 1; j < items.length; j++) starts[j] = starts[j - 1] + items[j - 1].length;
+  return { data: concat(items), starts };
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

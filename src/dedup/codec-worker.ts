@@ -1,43 +1,113 @@
 /**
- * Worker thread of the codec pool: seals chunks into frames (lz4 + AES-256-GCM) and opens
- * frames back into chunks, so that both cores do this work and not only the event loop's.
+ * Worker thread of the codec pool: seals chunks into frames (lz4 + AES-256-GCM), and reads
+ * frames from container files and opens them into chunks, so that both cores do this work and
+ * not only the event loop. Reading here keeps the frames' bytes off the event loop entirely.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { openChunk, sealChunk } from './container.js';
-import type { CodecReply, CodecRequest } from './codec-pool.js';
+import { IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
+import type { CodecReply, CodecRequest, ReadRequest, SealRequest } from './codec-pool.js';
 
 const port = parentPort!;
+const MAX_FDS = 64;
+/** Frames closer than this are read with one call. */
+const COALESCE_GAP = 64 * 1024;
+/** Open container files by `dir` and id (one pool serves every store of the process). */
+const fds = new Map<string, { fd: number; path: string }>();
+let scratch = Buffer.allocUnsafe(1024 * 1024);
 
 port.on('message', (req: CodecRequest) => {
   handle(req).then(
     (reply) => port.postMessage(reply, [reply.block.buffer as ArrayBuffer]),
-    (err: Error & { file?: string; offset?: number; reason?: string; container?: number }) =>
-      port.postMessage({ id: req.id, error: { name: err.name, message: err.message, file: err.file, offset: err.offset, reason: err.reason, container: err.container } }),
+    (err: Error & { file?: string; offset?: number; reason?: string; container?: number; code?: string }) =>
+      port.postMessage({
+        id: req.id,
+        error: { name: err.name, message: err.message, code: err.code, file: err.file, offset: err.offset, reason: err.reason, container: err.container },
+      }),
   );
 });
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
-  const key = Buffer.from(req.key.buffer, req.key.byteOffset, req.key.byteLength);
+  return pack(req.id, req.op === 'seal' ? await seal(req) : read(req));
+}
+
+async function seal(req: SealRequest): Promise<Buffer[]> {
+  const key = Buffer.from(req.key);
   const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
-  const n = req.starts.length;
-  const outs: Buffer[] = new Array(n);
-  if (req.op === 'seal') {
-    const jobs: Promise<void>[] = [];
-    for (let j = 0; j < n; j++) {
-      const fp = Buffer.from(req.fingerprints.buffer, req.fingerprints.byteOffset + j * 16, 16);
-      const raw = data.subarray(req.starts[j], req.starts[j] + req.lengths[j]);
-      jobs.push(sealChunk(key, req.containers[j], req.seqs[j], fp, raw).then((f) => void (outs[j] = f)));
+  return Promise.all(
+    Array.from(req.starts, (start, j) =>
+      sealChunk(key, req.containers[j], req.seqs[j], fingerprintAt(req.fingerprints, j), data.subarray(start, start + req.lengths[j])),
+    ),
+  );
+}
+
+function read(req: ReadRequest): Buffer[] {
+  const key = Buffer.from(req.key);
+  const { fd, path } = containerFile(req.dir, req.container);
+  const n = req.offsets.length;
+  const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => req.offsets[a] - req.offsets[b]);
+  const out = new Array<Buffer>(n);
+  for (let i = 0; i < n; ) {
+    const start = req.offsets[order[i]];
+    let end = start + req.lengths[order[i]];
+    let k = i + 1;
+    while (k < n && req.offsets[order[k]] <= end + COALESCE_GAP) {
+      end = Math.max(end, req.offsets[order[k]] + req.lengths[order[k]]);
+      k++;
     }
-    await Promise.all(jobs);
-  } else {
-    for (let j = 0; j < n; j++) {
-      const fp = Buffer.from(req.fingerprints.buffer, req.fingerprints.byteOffset + j * 16, 16);
-      const k = req.keys ? Buffer.from(req.keys.buffer, req.keys.byteOffset + j * 32, 32) : key;
-      const frame = data.subarray(req.starts[j], req.starts[j] + req.lengths[j]);
-      outs[j] = openChunk(k, req.containers[j], fp, frame, { file: req.files?.[j] ?? 'frame', offset: req.offsets?.[j] ?? 0 });
+    if (scratch.length < end - start) scratch = Buffer.allocUnsafe(end - start);
+    const got = readFullySync(fd, scratch, end - start, start);
+    for (; i < k; i++) {
+      const j = order[i];
+      const from = req.offsets[j] - start;
+      const where = { file: path, offset: req.offsets[j] };
+      if (from + req.lengths[j] > got) throw new IntegrityError(path, where.offset, 'frame extends past the end of the file (truncated)', req.container);
+      const frame = scratch.subarray(from, from + req.lengths[j]);
+      const raw = openChunk(key, req.container, fingerprintAt(req.fingerprints, j), frame, where);
+      if (raw.length !== req.rawLengths[j]) throw new IntegrityError(path, where.offset, 'frame raw length disagrees with the index', req.container);
+      out[j] = raw;
     }
   }
-  return pack(req.id, outs);
+  return out;
+}
+
+/** An open descriptor of the container (sealed or not); it stays valid across the seal's rename. */
+function containerFile(dir: string, id: number): { fd: number; path: string } {
+  const cacheKey = `${dir}\0${id}`;
+  const cached = fds.get(cacheKey);
+  if (cached) return cached;
+  for (const sealed of [true, false, true]) {
+    const path = containerPath(dir, id, sealed);
+    try {
+      const entry = { fd: openSync(path, 'r'), path };
+      if (fds.size >= MAX_FDS) {
+        const [oldKey, old] = fds.entries().next().value!;
+        closeSync(old.fd);
+        fds.delete(oldKey);
+      }
+      fds.set(cacheKey, entry);
+      return entry;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  const err = new Error(`container ${id} does not exist in ${dir}`) as NodeJS.ErrnoException;
+  err.code = 'ENOENT';
+  throw err;
+}
+
+function readFullySync(fd: number, buf: Buffer, length: number, position: number): number {
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+function fingerprintAt(fps: Uint8Array, j: number): Buffer {
+  return Buffer.from(fps.buffer, fps.byteOffset + j * 16, 16);
 }
 
 /** One transferable block holding every output, with its bounds. */

@@ -414,19 +414,16 @@ export class ChunkStore {
       // The open container may still hold these frames in memory only.
       return Promise.all(run.map((c) => writer.read(c.ref, c.fingerprint)));
     }
-    let reader: ContainerReader;
     try {
-      reader = await this.reader(container);
+      if (run.length >= INLINE_OPEN_CHUNKS) {
+        return await this.codec.read(await this.dataKey(container), this.containersDir, container, run);
+      }
+      const reader = await this.reader(container);
+      return await reader.readMany(run.map((c) => ({ ref: c.ref, fingerprint: c.fingerprint })));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       return this.readRelocated(run);
     }
-    if (run.length < INLINE_OPEN_CHUNKS) return reader.readMany(run.map((c) => ({ ref: c.ref, fingerprint: c.fingerprint })));
-    const frames = await reader.readFrames(run.map((c) => c.ref));
-    const key = await this.dataKey(container);
-    return this.codec.open(
-      run.map((c, k) => ({ key, containerId: container, fingerprint: c.fingerprint, frame: frames[k], file: reader.path, offset: c.ref.offset })),
-    );
   }
 
   /** A recipe's location hint is stale (its container was compacted): ask the index. */

@@ -28,8 +28,9 @@ import {
   InvalidRangeError, LengthMismatchError, ObjectNotFoundError, RetentionError, TierConfigError,
   TierIOError, redactSecrets, tierErrorIn,
 } from './errors.js';
+import { emptyRange, refuseIfRetained } from './guards.js';
 import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
-import { checkRangeInside, validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
+import { validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
 import { isTransient } from './retry.js';
 import type { AzureTarget } from './url.js';
 
@@ -60,7 +61,7 @@ export class AzureTier implements ObjectTier {
     if (opts.retainUntil && !(await this.supportsRetention())) {
       throw new RetentionError(`put ${key}: ${this.url} has no version-level immutability, retention cannot be enforced`);
     }
-    await this.refuseIfRetained(key, 'overwrite');
+    await refuseIfRetained(this, key, 'overwrite');
     const policy: BlobImmutabilityPolicy | undefined = opts.retainUntil ? { expiriesOn: opts.retainUntil, policyMode: 'Unlocked' } : undefined;
     try {
       if (Buffer.isBuffer(body)) {
@@ -75,13 +76,13 @@ export class AzureTier implements ObjectTier {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
-    if (range?.length === 0) return this.emptyRange(key, range);
+    if (range?.length === 0) return emptyRange(this, key, range);
     return readAll(await this.download(key, range));
   }
 
   async getStream(key: string, range?: ByteRange): Promise<Readable> {
     if (range?.length === 0) {
-      await this.emptyRange(key, range);
+      await emptyRange(this, key, range);
       return emptyStream();
     }
     return this.download(key, range);
@@ -122,7 +123,7 @@ export class AzureTier implements ObjectTier {
 
   async delete(key: string): Promise<void> {
     const blob = this.blob(key);
-    await this.refuseIfRetained(key, 'delete');
+    await refuseIfRetained(this, key, 'delete');
     try {
       await blob.deleteIfExists();
     } catch (err) {
@@ -231,22 +232,6 @@ export class AzureTier implements ObjectTier {
       throw new InvalidRangeError(key, `bytes ${range.offset}..${range.offset + range.length} past the end (${res.contentRange ?? 'short'})`);
     }
     return stream;
-  }
-
-  private async emptyRange(key: string, range: ByteRange): Promise<Buffer> {
-    validateRange(key, range);
-    const info = await this.head(key);
-    if (!info) throw new ObjectNotFoundError(key);
-    checkRangeInside(key, range, info.size);
-    return Buffer.alloc(0);
-  }
-
-  private async refuseIfRetained(key: string, what: 'delete' | 'overwrite'): Promise<void> {
-    if (!(await this.supportsRetention())) return;
-    const until = (await this.head(key))?.retainUntil;
-    if (until && until.getTime() > Date.now()) {
-      throw new RetentionError(`${what} of ${key} refused: retained until ${until.toISOString()}`);
-    }
   }
 
   private wrap(op: string, key: string, err: unknown): Error {

@@ -25,8 +25,9 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { LengthGuard, checkLength, checkRetainDate, emptyStream, readAll } from './body.js';
 import { InvalidRangeError, ObjectNotFoundError, RetentionError, TierConfigError, TierIOError, redactSecrets, tierErrorIn } from './errors.js';
+import { emptyRange, refuseIfRetained } from './guards.js';
 import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
-import { checkRangeInside, validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
+import { validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
 import { isTransient } from './retry.js';
 import type { S3Target } from './url.js';
 
@@ -87,7 +88,7 @@ export class S3Tier implements ObjectTier {
     if (opts.retainUntil && !(await this.supportsRetention())) {
       throw new RetentionError(`put ${key}: ${this.url} has no Object Lock, retention cannot be enforced`);
     }
-    await this.refuseIfRetained(key, 'overwrite');
+    await refuseIfRetained(this, key, 'overwrite');
     const params: PutObjectCommandInput = { Bucket: this.target.bucket, Key };
     if (opts.retainUntil) {
       Object.assign(params, { ObjectLockMode: this.target.lockMode, ObjectLockRetainUntilDate: opts.retainUntil, ChecksumAlgorithm: 'CRC32' });
@@ -106,14 +107,14 @@ export class S3Tier implements ObjectTier {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
-    if (range?.length === 0) return this.emptyRange(key, range);
+    if (range?.length === 0) return emptyRange(this, key, range);
     const res = await this.getObject(key, range);
     return readAll(res.Body as Readable);
   }
 
   async getStream(key: string, range?: ByteRange): Promise<Readable> {
     if (range?.length === 0) {
-      await this.emptyRange(key, range);
+      await emptyRange(this, key, range);
       return emptyStream();
     }
     return (await this.getObject(key, range)).Body as Readable;
@@ -151,7 +152,7 @@ export class S3Tier implements ObjectTier {
 
   async delete(key: string): Promise<void> {
     const Key = this.fullKey(key);
-    await this.refuseIfRetained(key, 'delete');
+    await refuseIfRetained(this, key, 'delete');
     await this.client
       .send(new DeleteObjectCommand({ Bucket: this.target.bucket, Key }))
       .catch((err) => {
@@ -226,22 +227,6 @@ export class S3Tier implements ObjectTier {
       throw new InvalidRangeError(key, `bytes ${range.offset}..${range.offset + range.length} past the end (${res.ContentRange ?? 'short'})`);
     }
     return res;
-  }
-
-  private async emptyRange(key: string, range: ByteRange): Promise<Buffer> {
-    validateRange(key, range);
-    const info = await this.head(key);
-    if (!info) throw new ObjectNotFoundError(key);
-    checkRangeInside(key, range, info.size);
-    return Buffer.alloc(0);
-  }
-
-  private async refuseIfRetained(key: string, what: 'delete' | 'overwrite'): Promise<void> {
-    if (!(await this.supportsRetention())) return;
-    const until = (await this.head(key))?.retainUntil;
-    if (until && until.getTime() > Date.now()) {
-      throw new RetentionError(`${what} of ${key} refused: retained until ${until.toISOString()}`);
-    }
   }
 
   private wrap(op: string, key: string, err: unknown): Error {

@@ -79,10 +79,6 @@ async function writeContainer(sizes: number[], opts: { seal?: boolean; inFlight?
   return { id, key, chunks, fps, refs, footer, writer };
 }
 
-function flipBit(buf: Buffer, bit: number): void {
-  buf[bit >> 3] ^= 1 << (bit & 7);
-}
-
 // First, while the process is fresh: RSS must not grow with the amount compressed.
 describe('compression memory', () => {
   it('sealing 256 MiB of 8 KiB chunks keeps RSS growth well under that', async () => {
