@@ -1,0 +1,215 @@
+/**
+ * The media of an installation: each medium's configuration (type, capacity, WORM, write
+ * protect, retention), its end of data and its tape map, in the `tape` sublevels of the shared
+ * LevelDB. A medium is loaded (mounted) by at most one holder at a time.
+ */
+import type { SyncBatch } from '../stream/index.js';
+import type { TapeDeps } from './index.js';
+import { CHECKSUM_ALGORITHM } from './checksum.js';
+import { MapStore } from './map.js';
+import { earlyWarningZone, isMediaType, mediaCapacity, MEDIA_TYPES, type MediaType } from './media.js';
+import { Medium, blankGeometry, retentionHolds, type Geometry, type MediumConfig, type MediumContext, type TapeFileInfo } from './medium.js';
+import type { TapeResult } from './index.js';
+
+export type { TapeFileInfo, MediumConfig };
+
+export interface MediumSpec {
+  mediaType: MediaType;
+  /** Bytes; only (and required) for `custom`. */
+  capacity?: number;
+  /** Early-warning zone in bytes (default 64 MiB, at most a quarter of the capacity). */
+  earlyWarning?: number;
+  worm?: boolean;
+  writeProtected?: boolean;
+  retentionUntil?: string | null;
+}
+
+export interface MediumFlags {
+  writeProtected?: boolean;
+  retentionUntil?: string | null;
+}
+
+export interface MediumInfo extends MediumConfig {
+  id: string;
+  /** Logical bytes up to EOD. */
+  logicalBytes: number;
+  /** Objects (records and filemarks) up to EOD. */
+  objects: number;
+  filemarks: number;
+  /** Tape files: one per filemark, plus the unterminated last one if it holds data. */
+  files: number;
+  beyondEarlyWarning: boolean;
+  retentionHolds: boolean;
+  loaded: boolean;
+  streamId: string | null;
+}
+
+const ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export class TapeStore {
+  readonly map: MapStore;
+  private readonly media;
+  private readonly geos;
+  private readonly loaded = new Map<string, Medium>();
+  private readonly ctx: MediumContext;
+
+  constructor(private readonly deps: TapeDeps) {
+    this.map = new MapStore(deps.db);
+    const tape = deps.db.sublevel<string, unknown>('tape', { valueEncoding: 'json' });
+    this.media = tape.sublevel<string, MediumConfig>('media', { valueEncoding: 'json' });
+    this.geos = tape.sublevel<string, Geometry>('eod', { valueEncoding: 'json' });
+    this.ctx = {
+      streams: deps.streams,
+      map: this.map,
+      putGeometry: (b, id, geo) => b.put(id, geo, { sublevel: this.geos }),
+      getGeometry: (id) => this.geos.get(id),
+      acquire: (id, m) => {
+        const held = this.loaded.get(id);
+        if (held && held !== m) throw new Error(`medium ${id} is already loaded`);
+        this.loaded.set(id, m);
+      },
+      release: (id) => this.loaded.delete(id),
+    };
+  }
+
+  /** Checks a spec and turns it into a stored configuration; throws a clear error. */
+  static configure(spec: MediumSpec): MediumConfig {
+    if (!isMediaType(spec.mediaType)) {
+      throw new Error(`unknown media type ${JSON.stringify(spec.mediaType)}; expected one of ${MEDIA_TYPES.join(', ')}`);
+    }
+    const capacity = mediaCapacity(spec.mediaType, spec.capacity);
+    return {
+      mediaType: spec.mediaType,
+      capacity,
+      earlyWarning: earlyWarningZone(capacity, spec.earlyWarning),
+      worm: spec.worm ?? false,
+      writeProtected: spec.writeProtected ?? false,
+      retentionUntil: checkDate(spec.retentionUntil ?? null),
+      checksum: CHECKSUM_ALGORITHM,
+      createdAt: new Date().toISOString(),
+    };
+  }
+
+  static checkId(id: string): void {
+    if (typeof id !== 'string' || !ID.test(id)) throw new Error(`invalid medium id ${JSON.stringify(id)}: use 1 to 64 of A-Z a-z 0-9 . _ -`);
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return (await this.media.get(id)) !== undefined;
+  }
+
+  /** Adds a new blank medium to `b` (the caller checked that `id` is free). */
+  createOps(b: SyncBatch, id: string, cfg: MediumConfig): void {
+    TapeStore.checkId(id);
+    b.put(id, cfg, { sublevel: this.media });
+  }
+
+  async create(id: string, spec: MediumSpec): Promise<MediumInfo> {
+    TapeStore.checkId(id);
+    const cfg = TapeStore.configure(spec);
+    if (await this.exists(id)) throw new Error(`medium ${id} already exists`);
+    await this.media.put(id, cfg);
+    return this.info(id);
+  }
+
+  async config(id: string): Promise<MediumConfig> {
+    const m = this.loaded.get(id);
+    if (m) return m.cfg;
+    const cfg = await this.media.get(id);
+    if (!cfg) throw new Error(`no medium ${id}`);
+    return cfg;
+  }
+
+  async info(id: string): Promise<MediumInfo> {
+    const cfg = await this.config(id);
+    const m = this.loaded.get(id);
+    const geo = m ? m.eod : ((await this.geos.get(id)) ?? blankGeometry());
+    return {
+      ...cfg,
+      id,
+      logicalBytes: geo.eodByte,
+      objects: geo.eodLba,
+      filemarks: geo.filemarks,
+      files: geo.filemarks + (geo.eodLba > geo.tailLba ? 1 : 0),
+      beyondEarlyWarning: geo.eodByte > cfg.capacity - cfg.earlyWarning,
+      retentionHolds: retentionHolds(cfg),
+      loaded: m !== undefined,
+      streamId: geo.streamId,
+    };
+  }
+
+  /** Changes write protect or retention; takes effect at once on a loaded medium. */
+  async setFlags(id: string, flags: MediumFlags): Promise<MediumConfig> {
+    const cfg = await this.config(id);
+    const next = { ...cfg };
+    if (flags.writeProtected !== undefined) {
+      if (typeof flags.writeProtected !== 'boolean') throw new Error('writeProtected must be true or false');
+      next.writeProtected = flags.writeProtected;
+    }
+    if (flags.retentionUntil !== undefined) {
+      const until = checkDate(flags.retentionUntil);
+      if (cfg.worm && retentionHolds(cfg) && cfg.retentionUntil !== null && (until === null || until < cfg.retentionUntil)) {
+        throw new Error(`medium ${id} is WORM: its retention can be extended but not shortened`);
+      }
+      next.retentionUntil = until;
+    }
+    await this.media.put(id, next);
+    Object.assign(cfg, next); // a loaded medium shares this object
+    return cfg;
+  }
+
+  /** Loads a medium: the returned handle is positioned at BOT. */
+  async mount(id: string): Promise<Medium> {
+    if (this.loaded.has(id)) throw new Error(`medium ${id} is already loaded`);
+    const cfg = await this.config(id);
+    const m = new Medium(this.ctx, id, cfg);
+    await m.load();
+    return m;
+  }
+
+  isLoaded(id: string): boolean {
+    return this.loaded.has(id);
+  }
+
+  /** Erases a medium that is not loaded, from BOT: its data becomes garbage. */
+  async erase(id: string): Promise<TapeResult> {
+    const m = await this.mount(id);
+    try {
+      return await m.erase();
+    } finally {
+      await m.unload();
+    }
+  }
+
+  /** Removes a medium that is not loaded; its stream's chunks become garbage. */
+  async delete(id: string, extra?: (b: SyncBatch) => void): Promise<void> {
+    if (this.loaded.has(id)) throw new Error(`medium ${id} is loaded`);
+    const cfg = await this.config(id);
+    if (cfg.worm && retentionHolds(cfg)) throw new Error(`medium ${id} is WORM and under retention: it cannot be deleted`);
+    const geo = await this.geos.get(id);
+    const ops = (b: SyncBatch) => {
+      b.del(id, { sublevel: this.media });
+      b.del(id, { sublevel: this.geos });
+      extra?.(b);
+    };
+    if (geo?.streamId && (await this.deps.streams.exists(geo.streamId))) {
+      await this.deps.streams.delete(geo.streamId, ops);
+    } else {
+      const b = this.deps.db.batch();
+      ops(b);
+      await b.write();
+    }
+    await this.map.clearFrom(id, 0, 0);
+  }
+
+  async *list(): AsyncGenerator<string> {
+    for await (const id of this.media.keys()) yield id;
+  }
+}
+
+function checkDate(d: string | null): string | null {
+  if (d === null) return null;
+  const t = typeof d === 'string' ? Date.parse(d) : NaN;
+  if (Number.isNaN(t)) throw new Error(`invalid retention date ${JSON.stringify(d)}: use an ISO 8601 date`);
+  return new Date(t).toISOString();
+}
