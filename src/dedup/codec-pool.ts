@@ -35,6 +35,9 @@ export interface ReadRequest {
   offsets: Uint32Array;
   lengths: Uint32Array;
   rawLengths: Uint32Array;
+  /** When given, chunk j is written to target[targetOffsets[j]..] and the reply carries no data. */
+  target?: Uint8Array;
+  targetOffsets?: Uint32Array;
 }
 
 export type CodecRequest = SealRequest | ReadRequest;
@@ -120,24 +123,43 @@ export class CodecPool {
   /**
    * Reads chunks of one container from its file in `dir` and opens them, in order. Rejects
    * with IntegrityError on any damage, and with code ENOENT when the container is gone.
+   * With `target` (a view of a SharedArrayBuffer with room for every chunk from `at` on, in
+   * order) the workers write the chunks there: no allocation or copy on this thread.
    */
-  async read(key: Buffer, dir: string, container: number, chunks: Array<{ ref: ChunkRef; fingerprint: Buffer }>): Promise<Buffer[]> {
+  async read(
+    key: Buffer,
+    dir: string,
+    container: number,
+    chunks: Array<{ ref: ChunkRef; fingerprint: Buffer }>,
+    target?: { buf: Buffer; at: number },
+  ): Promise<Buffer[]> {
     const jobs: Promise<Buffer[]>[] = [];
+    let at = target?.at ?? 0;
     for (let i = 0; i < chunks.length; i += ITEMS_PER_JOB) {
       const part = chunks.slice(i, i + ITEMS_PER_JOB);
-      jobs.push(
-        this.run({
-          id: 0,
-          op: 'read',
-          key: new Uint8Array(key),
-          dir,
-          container,
-          fingerprints: concat(part.map((c) => c.fingerprint)),
-          offsets: Uint32Array.from(part, (c) => c.ref.offset),
-          lengths: Uint32Array.from(part, (c) => c.ref.frameLength),
-          rawLengths: Uint32Array.from(part, (c) => c.ref.rawLength),
-        }),
-      );
+      const req: ReadRequest = {
+        id: 0,
+        op: 'read',
+        key: new Uint8Array(key),
+        dir,
+        container,
+        fingerprints: concat(part.map((c) => c.fingerprint)),
+        offsets: Uint32Array.from(part, (c) => c.ref.offset),
+        lengths: Uint32Array.from(part, (c) => c.ref.frameLength),
+        rawLengths: Uint32Array.from(part, (c) => c.ref.rawLength),
+      };
+      if (target) {
+        const offsets = new Uint32Array(part.length);
+        for (let j = 0; j < part.length; j++) {
+          offsets[j] = target.buf.byteOffset + at;
+          at += part[j].ref.rawLength;
+        }
+        req.target = new Uint8Array(target.buf.buffer);
+        req.targetOffsets = offsets;
+        jobs.push(this.run(req).then(() => Array.from(offsets, (o, j) => Buffer.from(target.buf.buffer, o, part[j].ref.rawLength))));
+      } else {
+        jobs.push(this.run(req));
+      }
     }
     return (await Promise.all(jobs)).flat();
   }

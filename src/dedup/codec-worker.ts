@@ -28,7 +28,9 @@ port.on('message', (req: CodecRequest) => {
 });
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
-  return pack(req.id, req.op === 'seal' ? await seal(req) : read(req));
+  if (req.op === 'seal') return pack(req.id, await seal(req));
+  const out = read(req);
+  return req.target ? pack(req.id, []) : pack(req.id, out);
 }
 
 async function seal(req: SealRequest): Promise<Buffer[]> {
@@ -65,7 +67,8 @@ function read(req: ReadRequest): Buffer[] {
       const frame = scratch.subarray(from, from + req.lengths[j]);
       const raw = openChunk(key, req.container, fingerprintAt(req.fingerprints, j), frame, where);
       if (raw.length !== req.rawLengths[j]) throw new IntegrityError(path, where.offset, 'frame raw length disagrees with the index', req.container);
-      out[j] = raw;
+      if (req.target) req.target.set(raw, req.targetOffsets![j]);
+      else out[j] = raw;
     }
   }
   return out;

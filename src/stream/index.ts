@@ -39,6 +39,11 @@ export interface StreamReader {
   readonly position: number;
   /** Reads up to `max` bytes; returns an empty buffer at end of stream. */
   read(max: number): Promise<Buffer>;
+  /**
+   * Reads up to `length` bytes into `buf` from `offset` on; resolves to the count, 0 at end of
+   * stream. Lets a caller reuse one buffer (no allocation per read).
+   */
+  readInto(buf: Uint8Array, offset?: number, length?: number): Promise<number>;
   /** Moves to an absolute byte offset (0..length). */
   seek(offset: number): void;
 }

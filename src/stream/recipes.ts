@@ -19,8 +19,6 @@ export const RECIPE_ENTRY = 36;
 export const PAGE_ENTRIES = 1024;
 /** Bytes gathered before chunking, so that small writes cost a copy and nothing else. */
 const BATCH_BYTES = 4 * 1024 * 1024;
-/** Chunks a reader fetches ahead. */
-const READ_AHEAD_CHUNKS = 256;
 
 interface StreamMeta {
   length: number;
@@ -381,7 +379,13 @@ function pageBytes(page: Buffer): number {
 interface Window {
   start: number;
   chunks: Buffer[];
+  /** Stream offset where each chunk ends. */
+  ends: number[];
+  bytes: number;
 }
+
+/** Bytes of chunks a reader fetches ahead at a time. */
+const WINDOW_BYTES = 4 * 1024 * 1024;
 
 class RecipeReader implements StreamReader {
   private pos: number;
@@ -391,6 +395,14 @@ class RecipeReader implements StreamReader {
   private pages: AsyncIterator<[Buffer, Buffer]> | undefined;
   private current: Window | undefined;
   private ahead: Promise<Window | undefined> | undefined;
+  /** A fetch dropped by a seek: its slab is not reused before it settles. */
+  private abandoned: Promise<unknown> | undefined;
+  /**
+   * Shared memory that the codec workers write chunks into: two slabs alternate between the
+   * window being read and the one being fetched.
+   */
+  private slabs: Buffer[] | undefined;
+  private turn = 0;
 
   constructor(
     private readonly streams: RecipeStreams,
@@ -409,10 +421,12 @@ class RecipeReader implements StreamReader {
       throw new RangeError(`cannot seek stream ${this.id} to ${offset}`);
     }
     this.pos = offset;
-    this.reset();
+    const w = this.current;
+    if (!w || offset < w.start || offset >= w.start + w.bytes) this.reset();
   }
 
   private reset(): void {
+    if (this.ahead) this.abandoned = this.ahead.catch(() => undefined);
     this.entries = [];
     this.pages = undefined;
     this.current = undefined;
@@ -420,37 +434,42 @@ class RecipeReader implements StreamReader {
   }
 
   async read(max: number): Promise<Buffer> {
-    const limit = this.streams.syncedLength(this.id);
-    if (this.pos >= limit || max <= 0) return Buffer.alloc(0);
-    const want = Math.min(max, limit - this.pos);
+    const want = Math.max(0, Math.min(max, this.streams.syncedLength(this.id) - this.pos));
     const out = Buffer.allocUnsafe(want);
+    await this.readInto(out, 0, want);
+    return out;
+  }
+
+  async readInto(buf: Uint8Array, offset = 0, length = buf.length - offset): Promise<number> {
+    const limit = this.streams.syncedLength(this.id);
+    const want = Math.min(length, limit - this.pos);
     let filled = 0;
     while (filled < want) {
       const w = await this.windowAt(this.pos);
       if (!w) throw new Error(`stream ${this.id}: recipe ends before byte ${this.pos} of ${limit}`);
-      let start = w.start;
-      for (const c of w.chunks) {
-        const end = start + c.length;
-        if (this.pos < end && filled < want) {
-          const from = this.pos - start;
-          const n = Math.min(c.length - from, want - filled);
-          c.copy(out, filled, from, from + n);
-          filled += n;
-          this.pos += n;
-        }
-        start = end;
+      for (let k = firstEndingAfter(w.ends, this.pos); k < w.chunks.length && filled < want; k++) {
+        const c = w.chunks[k];
+        const from = this.pos - (w.ends[k] - c.length);
+        const n = Math.min(c.length - from, want - filled);
+        buf.set(c.subarray(from, from + n), offset + filled);
+        filled += n;
+        this.pos += n;
       }
     }
-    return out;
+    return Math.max(0, filled);
   }
 
   /** The fetched window holding byte `pos`, moving forward and fetching ahead as needed. */
   private async windowAt(pos: number): Promise<Window | undefined> {
     while (true) {
       const w = this.current;
-      if (w && pos >= w.start && pos < w.start + windowBytes(w)) return w;
+      if (w && pos >= w.start && pos < w.start + w.bytes) return w;
       if (w && pos < w.start) this.reset();
-      if (!this.current && !this.ahead) await this.startAt(pos);
+      if (!this.current && !this.ahead) {
+        await this.abandoned;
+        this.abandoned = undefined;
+        await this.startAt(pos);
+      }
       this.current = await this.ahead;
       this.ahead = this.current ? this.fetchNext() : undefined;
       if (!this.current) return undefined;
@@ -466,34 +485,66 @@ class RecipeReader implements StreamReader {
     this.ahead = this.fetchNext();
   }
 
-  /** Fetches the next READ_AHEAD_CHUNKS chunks of the recipe. */
+  /** Fetches the next WINDOW_BYTES of chunks of the recipe into the next slab. */
   private async fetchNext(): Promise<Window | undefined> {
-    while (this.entries.length < READ_AHEAD_CHUNKS && this.pages) {
-      const next = await this.pages.next();
-      if (next.done) {
-        this.pages = undefined;
-        break;
+    const max = this.streams.store.chunker.params.max;
+    this.slabs ??= [0, 1].map(() => Buffer.from(new SharedArrayBuffer(WINDOW_BYTES + max)));
+    const slab = this.slabs[this.turn++ % 2];
+    let take = 0;
+    let raw = 0;
+    for (;;) {
+      if (take === this.entries.length) {
+        if (!this.pages || !(await this.loadPage())) break;
+        continue;
       }
-      const page = next.value[1];
-      for (let at = 0; at < page.length; at += RECIPE_ENTRY) {
-        this.entries.push({
-          chunk: { fingerprint: page.subarray(at, at + 16), ref: decodeRef(page, at + 16) },
-          used: page.readUInt32BE(at + 32),
-        });
-      }
+      const next = this.entries[take].chunk.ref.rawLength;
+      if (take > 0 && (raw >= WINDOW_BYTES || raw + next > slab.length)) break;
+      raw += next;
+      take++;
     }
-    if (this.entries.length === 0) return undefined;
-    const take = this.entries.splice(0, READ_AHEAD_CHUNKS);
+    if (take === 0) return undefined;
+    const taken = this.entries.splice(0, take);
     const start = this.entriesStart;
-    const data = await this.streams.store.readChunks(take.map((e) => e.chunk));
-    const chunks = data.map((d, i) => (take[i].used < d.length ? d.subarray(0, take[i].used) : d));
-    for (const c of chunks) this.entriesStart += c.length;
-    return { start, chunks };
+    const data = await this.streams.store.readChunks(
+      taken.map((e) => e.chunk),
+      raw <= slab.length ? slab : undefined,
+    );
+    const ends: number[] = new Array(take);
+    const chunks = data.map((d, i) => {
+      const c = taken[i].used < d.length ? d.subarray(0, taken[i].used) : d;
+      this.entriesStart += c.length;
+      ends[i] = this.entriesStart;
+      return c;
+    });
+    return { start, chunks, ends, bytes: this.entriesStart - start };
+  }
+
+  /** Appends the next recipe page's entries; false at the end of the recipe. */
+  private async loadPage(): Promise<boolean> {
+    const next = await this.pages!.next();
+    if (next.done) {
+      this.pages = undefined;
+      return false;
+    }
+    const page = next.value[1];
+    for (let at = 0; at < page.length; at += RECIPE_ENTRY) {
+      this.entries.push({
+        chunk: { fingerprint: page.subarray(at, at + 16), ref: decodeRef(page, at + 16) },
+        used: page.readUInt32BE(at + 32),
+      });
+    }
+    return true;
   }
 }
 
-function windowBytes(w: Window): number {
-  let n = 0;
-  for (const c of w.chunks) n += c.length;
-  return n;
+/** Index of the first chunk whose end lies after `pos` (binary search). */
+function firstEndingAfter(ends: number[], pos: number): number {
+  let lo = 0;
+  let hi = ends.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ends[mid] <= pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -183,6 +183,12 @@ class MemoryReader implements StreamReader {
     return seg.data.subarray(from, from + n);
   }
 
+  async readInto(buf: Uint8Array, offset = 0, length = buf.length - offset): Promise<number> {
+    const got = await this.read(length);
+    buf.set(got, offset);
+    return got.length;
+  }
+
   seek(offset: number): void {
     this.position = offset;
   }
