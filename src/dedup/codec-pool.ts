@@ -10,6 +10,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { ChunkParams } from './chunker.js';
 import { IntegrityError, type ChunkRef } from './container.js';
 
 export interface SealRequest {
@@ -40,7 +41,21 @@ export interface ReadRequest {
   targetOffsets?: Uint32Array;
 }
 
-export type CodecRequest = SealRequest | ReadRequest;
+/** Cut points and fingerprints of data[start..end) (a view of a stream writer's batch). */
+export interface CutRequest {
+  id: number;
+  op: 'cut';
+  params: ChunkParams;
+  native: boolean;
+  gearSeed: Uint8Array;
+  secret: Uint8Array;
+  data: Uint8Array;
+  start: number;
+  end: number;
+  final: boolean;
+}
+
+export type CodecRequest = SealRequest | ReadRequest | CutRequest;
 
 export interface CodecReply {
   id: number;
@@ -63,6 +78,8 @@ const ITEMS_PER_JOB = 64;
 export class CodecPool {
   private static instance: CodecPool | undefined;
   private readonly workers: Worker[] = [];
+  /** Chunking is sequential within a stream: its own thread keeps it from queueing behind seals. */
+  private readonly cutter: Worker;
   private readonly pending = new Map<number, { resolve: (r: CodecReply) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private turn = 0;
@@ -70,6 +87,7 @@ export class CodecPool {
 
   private constructor(size: number) {
     for (let i = 0; i < size; i++) this.workers.push(this.spawn());
+    this.cutter = this.spawn();
   }
 
   /** The process-wide pool, one worker per core. */
@@ -164,15 +182,36 @@ export class CodecPool {
     return (await Promise.all(jobs)).flat();
   }
 
-  private run(req: CodecRequest): Promise<Buffer[]> {
-    req.id = this.nextId++;
-    const worker = this.workers[this.turn++ % this.workers.length];
-    if (this.outstanding++ === 0) for (const w of this.workers) w.ref();
-    return new Promise<CodecReply>((resolve, reject) => {
-      this.pending.set(req.id, { resolve, reject });
-      const transfer = req.op === 'seal' && req.data.buffer instanceof ArrayBuffer ? [req.data.buffer] : [];
-      worker.postMessage(req, transfer);
-    }).then((reply) => {
+  /**
+   * Cuts a stream writer's batch (a view of a SharedArrayBuffer) into chunks and fingerprints
+   * them, on the cutter thread. `cuts` are chunk ends relative to the view, as
+   * `Chunker.cutPoints` returns them; `fingerprints` holds 16 bytes per chunk.
+   */
+  async cut(
+    view: Buffer,
+    final: boolean,
+    chunking: { params: ChunkParams; native: boolean; gearSeed: Buffer; secret: Buffer },
+  ): Promise<{ cuts: Uint32Array; fingerprints: Buffer }> {
+    const reply = await this.post(
+      {
+        id: 0,
+        op: 'cut',
+        params: chunking.params,
+        native: chunking.native,
+        gearSeed: new Uint8Array(chunking.gearSeed),
+        secret: new Uint8Array(chunking.secret),
+        data: new Uint8Array(view.buffer),
+        start: view.byteOffset,
+        end: view.byteOffset + view.length,
+        final,
+      },
+      this.cutter,
+    );
+    return { cuts: reply.bounds, fingerprints: Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength) };
+  }
+
+  private run(req: SealRequest | ReadRequest): Promise<Buffer[]> {
+    return this.post(req, this.workers[this.turn++ % this.workers.length]).then((reply) => {
       const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
       const out: Buffer[] = new Array(reply.bounds.length - 1);
       for (let j = 0; j < out.length; j++) out[j] = block.subarray(reply.bounds[j], reply.bounds[j + 1]);
@@ -180,11 +219,25 @@ export class CodecPool {
     });
   }
 
+  private post(req: CodecRequest, worker: Worker): Promise<CodecReply> {
+    req.id = this.nextId++;
+    if (this.outstanding++ === 0) for (const w of this.all()) w.ref();
+    return new Promise<CodecReply>((resolve, reject) => {
+      this.pending.set(req.id, { resolve, reject });
+      const transfer = req.op === 'seal' && req.data.buffer instanceof ArrayBuffer ? [req.data.buffer] : [];
+      worker.postMessage(req, transfer);
+    });
+  }
+
+  private all(): Worker[] {
+    return [...this.workers, this.cutter];
+  }
+
   private settle(reply: CodecReply): void {
     const p = this.pending.get(reply.id);
     if (!p) return;
     this.pending.delete(reply.id);
-    if (--this.outstanding === 0) for (const w of this.workers) w.unref();
+    if (--this.outstanding === 0) for (const w of this.all()) w.unref();
     if (reply.error) p.reject(rebuildError(reply.error));
     else p.resolve(reply);
   }
@@ -195,7 +248,7 @@ export class CodecPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.all().map((w) => w.terminate()));
     if (CodecPool.instance === this) CodecPool.instance = undefined;
   }
 }

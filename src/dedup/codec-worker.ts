@@ -5,8 +5,10 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { createChunker, type Chunker } from './chunker.js';
 import { IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
-import type { CodecReply, CodecRequest, ReadRequest, SealRequest } from './codec-pool.js';
+import type { CodecReply, CodecRequest, CutRequest, ReadRequest, SealRequest } from './codec-pool.js';
+import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
 
 const port = parentPort!;
 const MAX_FDS = 64;
@@ -28,6 +30,7 @@ port.on('message', (req: CodecRequest) => {
 });
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
+  if (req.op === 'cut') return cut(req);
   if (req.op === 'seal') return pack(req.id, await seal(req));
   const out = read(req);
   return req.target ? pack(req.id, []) : pack(req.id, out);
@@ -41,6 +44,27 @@ async function seal(req: SealRequest): Promise<Buffer[]> {
       sealChunk(key, req.containers[j], req.seqs[j], fingerprintAt(req.fingerprints, j), data.subarray(start, start + req.lengths[j])),
     ),
   );
+}
+
+/** Chunkers by store (gear seed and parameters): a store's stream writers share one. */
+const chunkers = new Map<string, Chunker>();
+
+function cut(req: CutRequest): CodecReply {
+  const seed = Buffer.from(req.gearSeed);
+  const id = `${seed.toString('hex')}/${req.params.min}/${req.params.avg}/${req.params.max}/${req.native}`;
+  let chunker = chunkers.get(id);
+  if (!chunker) {
+    chunker = createChunker(req.params, seed, { native: req.native });
+    chunkers.set(id, chunker);
+  }
+  const data = Buffer.from(req.data.buffer, req.start, req.end - req.start);
+  const cuts = chunker.cutPoints(data, req.final);
+  const secret = Buffer.from(req.secret);
+  const fps = Buffer.from(new ArrayBuffer(cuts.length * 16));
+  for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) {
+    fingerprintBytes(fingerprintKey(secret, data.subarray(start, cuts[i])), fps, i * 16);
+  }
+  return { id: req.id, block: fps, bounds: cuts };
 }
 
 function read(req: ReadRequest): Buffer[] {

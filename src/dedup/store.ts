@@ -186,18 +186,43 @@ export class ChunkStore {
    * order. Only `commit()` makes new chunks durable.
    */
   putChunks(chunks: Uint8Array[]): Promise<StoredChunk[]> {
-    // Fingerprints are computed at once, outside the lock, so that hashing one batch overlaps
-    // with the sealing of the previous one.
     const secret = this.keyring.fingerprintSecret;
+    const block = Buffer.allocUnsafe(chunks.length * 16);
+    chunks.forEach((c, i) => fingerprintBytes(fingerprintKey(secret, c), block, i * 16));
+    return this.putHashed(chunks, block);
+  }
+
+  /** Like `putChunks` with the fingerprints (16 bytes each, in order) already computed. */
+  putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]> {
     const n = chunks.length;
     const keys = new Array<bigint>(n);
     const fps = new Array<Buffer>(n);
-    const block = Buffer.allocUnsafe(n * 16);
     for (let i = 0; i < n; i++) {
-      keys[i] = fingerprintKey(secret, chunks[i]);
-      fps[i] = fingerprintBytes(keys[i], block.subarray(i * 16, i * 16 + 16));
+      fps[i] = fingerprints.subarray(i * 16, i * 16 + 16);
+      keys[i] = fingerprintFromBytes(fps[i]);
     }
     return this.exclusive(() => this.putChunksLocked(chunks, keys, fps));
+  }
+
+  /**
+   * Cut points (as `Chunker.cutPoints`) and fingerprints of a batch of stream bytes. A view of
+   * a SharedArrayBuffer is cut on the codec pool's own thread, off the event loop.
+   */
+  async cutAndHash(view: Buffer, final: boolean): Promise<{ cuts: Uint32Array; fingerprints: Buffer }> {
+    if (view.buffer instanceof SharedArrayBuffer) {
+      return this.codec.cut(view, final, {
+        params: this.chunker.params,
+        native: this.chunker.native,
+        gearSeed: this.keyring.gearSeed,
+        secret: this.keyring.fingerprintSecret,
+      });
+    }
+    const cuts = this.chunker.cutPoints(view, final);
+    const fingerprints = Buffer.allocUnsafe(cuts.length * 16);
+    for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) {
+      fingerprintBytes(fingerprintKey(this.keyring.fingerprintSecret, view.subarray(start, cuts[i])), fingerprints, i * 16);
+    }
+    return { cuts, fingerprints };
   }
 
   private async putChunksLocked(chunks: Uint8Array[], keys: bigint[], fps: Buffer[]): Promise<StoredChunk[]> {

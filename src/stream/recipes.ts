@@ -218,13 +218,17 @@ class RecipeWriter implements StreamWriter {
   private syncedLength: number;
   private pos: number;
   /**
-   * Gathered input, starting with the unfinished chunk carried over. Two buffers alternate so
-   * that one batch is stored (sealed on other threads) while the next one fills.
+   * Gathered input. Two shared-memory buffers alternate: one batch is cut, fingerprinted and
+   * sealed on other threads while the next one fills. New bytes start at `reserve`; the
+   * unfinished chunk of the previous batch, known only once that batch is cut, is copied in
+   * front of them.
    */
-  private batch: Buffer;
-  private spare: Buffer;
-  private fill = 0;
-  /** The batch being stored, if any; its entries are added in order when it completes. */
+  private batch: Batch;
+  private spare: Batch;
+  private readonly reserve: number;
+  /** Where the previous batch's unfinished chunk lies, once it is cut. */
+  private carried: Promise<{ buf: Buffer; start: number; end: number }> | undefined;
+  /** The batches being stored; their entries are added in order as they complete. */
   private inflight: Promise<void> | undefined;
   /** Current recipe page: its start offset and entries. */
   private pageStart: number;
@@ -243,10 +247,13 @@ class RecipeWriter implements StreamWriter {
   ) {
     this.syncedLength = offset;
     this.pos = offset;
-    const max = streams.store.chunker.params.max;
-    // Shared memory: the codec workers read new chunks from it without a copy.
-    this.batch = Buffer.from(new SharedArrayBuffer(BATCH_BYTES + max));
-    this.spare = Buffer.from(new SharedArrayBuffer(BATCH_BYTES + max));
+    this.reserve = streams.store.chunker.params.max;
+    const newBatch = (): Batch => {
+      const buf = Buffer.from(new SharedArrayBuffer(this.reserve + BATCH_BYTES));
+      return { buf, start: this.reserve, fill: this.reserve };
+    };
+    this.batch = newBatch();
+    this.spare = newBatch();
     this.page = Buffer.allocUnsafe(PAGE_ENTRIES * RECIPE_ENTRY);
     if (tail && tail.page.length < this.page.length) {
       this.pageStart = tail.start;
@@ -264,49 +271,63 @@ class RecipeWriter implements StreamWriter {
 
   async write(data: Uint8Array): Promise<void> {
     this.check();
+    const end = this.reserve + BATCH_BYTES;
     let at = 0;
     while (at < data.length) {
-      const n = Math.min(data.length - at, BATCH_BYTES - this.fill);
-      this.batch.set(data.subarray(at, at + n), this.fill);
-      this.fill += n;
+      const b = this.batch;
+      const n = Math.min(data.length - at, end - b.fill);
+      b.buf.set(data.subarray(at, at + n), b.fill);
+      b.fill += n;
       at += n;
       this.pos += n;
-      if (this.fill >= BATCH_BYTES) await this.guard(() => this.chunkBatch(false));
+      if (b.fill === end) await this.guard(() => this.submit(false));
     }
   }
 
   /**
-   * Cuts gathered bytes into chunks and hands them to the store; the unfinished tail moves to
-   * the other buffer. At most one batch is in flight: this waits for the previous one (which
-   * used the other buffer) before starting.
+   * Hands the gathered batch to the store: it is cut and fingerprinted on the codec pool's
+   * thread, then stored; its entries join the recipe in order. Returns once the other buffer
+   * is free to fill, so at most one batch is in flight while the next one fills.
    */
-  private async chunkBatch(final: boolean): Promise<void> {
-    await this.inflight;
-    this.inflight = undefined;
-    if (this.fill === 0) return;
-    const buf = this.batch.subarray(0, this.fill);
-    const cuts = this.streams.store.chunker.cutPoints(buf, final);
-    if (cuts.length === 0) return;
-    const pieces: Buffer[] = new Array(cuts.length);
-    let start = 0;
-    for (let i = 0; i < cuts.length; i++) {
-      pieces[i] = buf.subarray(start, cuts[i]);
-      start = cuts[i];
+  private async submit(final: boolean): Promise<void> {
+    const b = this.batch;
+    const carried = this.carried;
+    this.carried = undefined;
+    if (carried) {
+      const t = await carried;
+      b.start = this.reserve - (t.end - t.start);
+      t.buf.copy(b.buf, b.start, t.start, t.end);
     }
-    const stored = this.streams.store.putChunks(pieces);
-    const rest = this.fill - start;
-    this.batch.copy(this.spare, 0, start, this.fill);
-    [this.batch, this.spare] = [this.spare, this.batch];
-    this.fill = rest;
-    this.inflight = stored.then(async (chunks) => {
-      for (const c of chunks) this.addEntry(c, c.ref.rawLength);
-      if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
-    });
-    // Errors surface at the next write or sync; keep them from being reported as unhandled.
-    this.inflight.catch(() => undefined);
+    const previous = this.inflight;
+    if (b.fill > b.start) {
+      const store = this.streams.store;
+      const view = b.buf.subarray(b.start, b.fill);
+      const cut = store.cutAndHash(view, final);
+      // Registered before `carried`, so batches reach the store in stream order.
+      const stored = cut.then(({ cuts, fingerprints }) => {
+        const pieces: Buffer[] = new Array(cuts.length);
+        for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) pieces[i] = view.subarray(start, cuts[i]);
+        return store.putHashed(pieces, fingerprints);
+      });
+      if (!final) {
+        this.carried = cut.then(({ cuts }) => ({ buf: b.buf, start: b.start + (cuts.length ? cuts[cuts.length - 1] : 0), end: b.fill }));
+        this.carried.catch(() => undefined);
+      }
+      this.inflight = Promise.all([previous, stored]).then(async ([, chunks]) => {
+        for (const c of chunks) this.addEntry(c, c.ref.rawLength);
+        if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
+      });
+      // Errors surface at the next write or sync; keep them from being reported as unhandled.
+      this.inflight.catch(() => undefined);
+    }
+    // The other buffer is free once the batch that used it is stored.
+    await previous;
+    this.batch = this.spare;
+    this.spare = b;
+    this.batch.start = this.batch.fill = this.reserve;
   }
 
-  /** Waits for the batch in flight (before a sync point). */
+  /** Waits for every batch in flight (before a sync point). */
   private async drain(): Promise<void> {
     await this.inflight;
     this.inflight = undefined;
@@ -328,7 +349,7 @@ class RecipeWriter implements StreamWriter {
   async sync(extra?: (batch: SyncBatch) => void): Promise<void> {
     this.check();
     await this.guard(async () => {
-      await this.chunkBatch(true);
+      await this.submit(true);
       await this.drain();
       const pages = this.done.splice(0);
       if (this.pageFill > 0) pages.push([this.pageStart, Buffer.from(this.page.subarray(0, this.pageFill))]);
@@ -368,6 +389,13 @@ class RecipeWriter implements StreamWriter {
       throw err;
     }
   }
+}
+
+interface Batch {
+  buf: Buffer;
+  /** First byte of the batch (the carried chunk, then the new bytes up to `fill`). */
+  start: number;
+  fill: number;
 }
 
 function pageBytes(page: Buffer): number {
