@@ -3,7 +3,6 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import {
-  ChunkSplitter,
   createChunker,
   DEFAULT_CHUNK_PARAMS,
   gearTable,
@@ -83,22 +82,6 @@ function cutsBySlices(chunker: Chunker, data: Buffer, nextSlice: () => number): 
   }
   for (const p of chunker.cutPoints(tail, true)) cuts.push(tailStart + p);
   return cuts;
-}
-
-/** Chunks produced by a ChunkSplitter fed in slices, as end offsets. */
-function cutsBySplitter(chunker: Chunker, data: Buffer, nextSlice: () => number, batchBytes?: number): number[] {
-  const splitter = new ChunkSplitter(chunker, { batchBytes });
-  const chunks: Buffer[] = [];
-  for (let pos = 0; pos < data.length; ) {
-    const slice = data.subarray(pos, pos + nextSlice());
-    pos += slice.length;
-    chunks.push(...splitter.push(slice));
-  }
-  chunks.push(...splitter.finish());
-  expect(splitter.pendingBytes).toBe(0);
-  expect(Buffer.concat(chunks).equals(data)).toBe(true);
-  let end = 0;
-  return chunks.map((c) => (end += c.length));
 }
 
 /** A small deterministic PRNG for slice sizes. */
@@ -278,19 +261,6 @@ describe.each(IMPLS)('carry-over (%s)', (implName, native) => {
     expect(cutsBySlices(chunker, small, () => 1)).toEqual(toArray(chunker.cutPoints(small, true)));
   });
 
-  t(label('ChunkSplitter gives the one-call chunks for any slicing'), () => {
-    for (const params of [DEFAULT_CHUNK_PARAMS, SMALL, LARGE]) {
-      const chunker = make(params);
-      const whole = toArray(chunker.cutPoints(data, true));
-      const small = data.subarray(0, 300 * 1024);
-      expect(cutsBySplitter(chunker, small, () => 1, params.max)).toEqual(toArray(chunker.cutPoints(small, true)));
-      for (const size of [512, 10240, MiB, 5 * MiB]) {
-        expect(cutsBySplitter(chunker, data, () => size)).toEqual(whole);
-      }
-      expect(cutsBySplitter(chunker, data, sliceSizes(7, 3 * params.max), params.max)).toEqual(whole);
-    }
-  });
-
   t(label('non-final cut points are the certain prefix of the final ones'), () => {
     const chunker = make(DEFAULT_CHUNK_PARAMS);
     for (const size of [0, 100, 2048, 70_000, MiB + 5]) {
@@ -363,8 +333,5 @@ describe('parameters', () => {
       const c = createChunker(DEFAULT_CHUNK_PARAMS, gearSeed(1), { native });
       expect(() => c.cutPoints('abc' as unknown as Uint8Array, true)).toThrow(TypeError);
     }
-    expect(() => new ChunkSplitter(createChunker(SMALL, gearSeed(1), { native: false }), { batchBytes: 10 })).toThrow(
-      /batchBytes/,
-    );
   });
 });
