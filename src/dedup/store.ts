@@ -3,7 +3,8 @@
  * containers, found through the fingerprint index.
  *
  * Guarantees:
- * - `putChunks` returns, in order, where every chunk lives; a chunk seen before (in the open
+ * - `putChunks` (or `putHashed`, after `cutAndHash` cut and fingerprinted a batch off the event
+ *   loop) returns, in order, where every chunk lives; a chunk seen before (in the open
  *   container, the locality cache, or the index) is not stored again.
  * - Nothing `putChunks` returns is durable until `commit()`: that flushes the open container
  *   (fdatasync), then writes the staged index entries and the caller's own LevelDB operations in
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import type { Level } from 'level';
 import { Keyring, type DataKeyTable } from '../crypto/keyring.js';
-import { createChunker, DEFAULT_CHUNK_PARAMS, type ChunkParams, type Chunker } from './chunker.js';
+import { createChunker, DEFAULT_CHUNK_PARAMS, validateChunkParams, type ChunkParams, type Chunker } from './chunker.js';
 import {
   CONTAINER_TARGET_SIZE,
   ContainerReader,
@@ -116,7 +117,7 @@ export class ChunkStore {
 
   /** Creates the on-disk layout and keys of a new store in `dir`. */
   static async init(dir: string, chunking: ChunkParams = DEFAULT_CHUNK_PARAMS): Promise<StoreConfig> {
-    createChunker(chunking, Buffer.alloc(32), { native: false }); // validates the parameters
+    validateChunkParams(chunking);
     await mkdir(join(dir, 'containers'), { recursive: true });
     await mkdir(join(dir, 'keys'), { recursive: true, mode: 0o700 });
     const configPath = join(dir, 'config.json');
@@ -169,11 +170,9 @@ export class ChunkStore {
     };
   }
 
-  async rotateMasterKey(): Promise<{ rewrapped: number }> {
-    return this.exclusive(async () => {
-      const result = await this.keyring.rotateMasterKey(this.dataKeyTable());
-      return result;
-    });
+  /** No container is created while the rotation runs (the keyring requires it). */
+  rotateMasterKey(): Promise<{ rewrapped: number }> {
+    return this.exclusive(() => this.keyring.rotateMasterKey(this.dataKeyTable()));
   }
 
   /** Store-wide figures; stored bytes include the open container. */
