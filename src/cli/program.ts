@@ -1,6 +1,6 @@
 /**
- * The `vtl` command. Local commands (init, bench, index) work on a data directory directly;
- * commands that talk to a running server arrive with the service.
+ * The `vtl` command. Local commands (init, serve, bench, index, keys) work on a data directory
+ * directly; the others talk to a running server over its REST API (commands.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,10 +8,19 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../dedup/chunker.js';
 import { initDataStore, openDataStore } from '../stream/store.js';
+import { TokenStore, ensureAdminToken } from '../api/auth.js';
+import { loadOptional, startServer, type ServerConfig } from '../server.js';
 import { benchDedup, formatBench } from './bench-dedup.js';
+import { registerServiceCommands } from './commands.js';
 import { generateSample } from './sample.js';
 
 const DEFAULT_DATA = process.env.VTL_DATA ?? './vtl-data';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0..65535');
+  return n;
+}
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -38,16 +47,38 @@ export function buildProgram(): Command {
     .option('--chunk-max <bytes>', 'maximum chunk size', positiveInt)
     .action(async (o) => {
       await initDataStore(o.data, chunkParams(o.chunkAvg, o.chunkMin, o.chunkMax));
-      console.log(`initialized vtl data directory ${o.data} (master key in ${join(o.data, 'keys')}, mode 0600)`);
+      const store = await openDataStore(o.data);
+      try {
+        const admin = await ensureAdminToken(o.data, new TokenStore(store.db));
+        console.log(`initialized vtl data directory ${o.data} (master key in ${join(o.data, 'keys')}, admin token in ${admin.path}, both mode 0600)`);
+      } finally {
+        await store.close();
+      }
     });
 
   program
     .command('serve')
-    .description('serve the VTL (HTTP API and rmt)')
-    .option('--data <dir>', 'data directory', DEFAULT_DATA)
-    .action(() => {
-      console.log('vtl serve: not yet. The service (HTTP API, rmt, dashboard) lands with the service issue;');
-      console.log('today vtl offers the dedup engine: try `npx vtl bench dedup --sample system --generations 2`.');
+    .description('serve the VTL: HTTP API and rmt (creates the data directory and a demo library on first start)')
+    .option('--data <dir>', 'data directory (default $VTL_DATA or ./vtl-data)')
+    .option('--host <host>', 'HTTP address (default $VTL_HOST, config.json server.host, or 127.0.0.1)')
+    .option('--port <port>', 'HTTP port (default $VTL_PORT, config.json server.port, or 7420)', port)
+    .option('--rmt-port <port>', 'rmt port (default $VTL_RMT_PORT, config.json server.rmtPort, or 7421)', port)
+    .option('--no-demo', 'do not create the demo library on first start')
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .action(async (o) => {
+      const flags: Partial<ServerConfig> = { data: o.data, host: o.host, port: o.port, rmtPort: o.rmtPort, logger: o.log };
+      if (o.demo === false) flags.demo = false;
+      await serve(flags);
+    });
+
+  program
+    .command('rmt')
+    .description('speak rmt on stdin/stdout, relayed to a vtl rmt server (for tar --rsh-command or ssh ForceCommand)')
+    .option('--server <host:port>', 'rmt server (default $VTL_RMT or 127.0.0.1:7421)')
+    .action(async (o) => {
+      const rmt = await loadOptional('../protocols/rmt/bridge', import.meta.url);
+      if (!rmt?.runRmtBridge) throw new Error('the rmt protocol is not part of this build');
+      await rmt.runRmtBridge(o.server ?? process.env.VTL_RMT ?? '127.0.0.1:7421', process.stdin, process.stdout);
     });
 
   const index = program.command('index').description('fingerprint index maintenance');
@@ -118,5 +149,41 @@ export function buildProgram(): Command {
       }
     });
 
+  registerServiceCommands(program);
   return program;
+}
+
+/** Runs the service until SIGINT or SIGTERM, then shuts down with every drive synced. */
+async function serve(flags: Partial<ServerConfig>): Promise<void> {
+  const server = await startServer(flags);
+  const c = server.config;
+  if (server.initialized) console.log(`vtl: initialized data directory ${c.data}`);
+  if (server.demoCreated) console.log('vtl: created demo library lib1 (4 drives, 32 slots, 4 mail slots, cartridges VT0001L7..VT0032L7, LTO-7)');
+  console.log(`vtl: serving ${c.data} at ${server.url} (API ${server.url}/api/v1, OpenAPI ${server.url}/api/v1/openapi.json)`);
+  console.log(server.rmtAddress ? `vtl: rmt on ${server.rmtAddress}` : 'vtl: rmt is not available in this build');
+  console.log(`vtl: admin token in ${server.adminTokenFile} (send it as "Authorization: Bearer <token>")`);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) {
+        console.error(`vtl: ${sig} again: exiting without waiting`);
+        process.exit(130);
+      }
+      stopping = true;
+      console.log(`vtl: ${sig}: finishing requests, syncing drives ...`);
+      server.close().then(
+        () => {
+          console.log('vtl: stopped');
+          resolve();
+        },
+        (err: Error) => {
+          console.error(`vtl: shutdown failed: ${err.message}`);
+          process.exitCode = 1;
+          resolve();
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
 }

@@ -1,0 +1,133 @@
+/**
+ * The fastify application: error shape, bearer-token access per route, request metrics, and
+ * the route modules. Routes declare who may call them in `config.access`; the onRequest hook
+ * enforces it before any body is read, so a refused upload costs nothing.
+ */
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Libraries } from '../library/index.js';
+import type { DataStore } from '../stream/store.js';
+import { roleAllows, type Access, type TokenRecord, type TokenStore } from './auth.js';
+import { ApiError, toErrorBody } from './errors.js';
+import { ApiMetrics } from './metrics.js';
+import { OpenApiCollector } from './openapi.js';
+import { libraryRoutes } from './routes/libraries.js';
+import { cartridgeRoutes } from './routes/cartridges.js';
+import { driveRoutes } from './routes/drives.js';
+import { systemRoutes } from './routes/system.js';
+import { UsageCounter } from './usage.js';
+
+export interface ApiDeps {
+  libraries: Libraries;
+  store: DataStore;
+  tokens: TokenStore;
+  version: string;
+  /** Shown by /health: where rmt listens, when it does. */
+  rmt?: () => string | null;
+  logger?: boolean;
+  /**
+   * Routes of layers above the API (protocols: e.g. tape images), handed in by the composition
+   * root so that the API never imports them. They get the same auth (config.access) and errors.
+   */
+  routes?: Array<(app: FastifyInstance, ctx: ApiContext) => Promise<void>>;
+}
+
+export interface ApiContext extends ApiDeps {
+  metrics: ApiMetrics;
+  usage: UsageCounter;
+  openapi: OpenApiCollector;
+  startedAt: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    token?: TokenRecord;
+  }
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  /** Documentation fields the OpenAPI document takes from each route's schema. */
+  interface FastifySchema {
+    summary?: string;
+    description?: string;
+    tags?: string[];
+    consumes?: string[];
+    produces?: string[];
+    hide?: boolean;
+  }
+}
+
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger ? { level: 'info' } : false,
+    // Tape streams are long; the upload's own pace decides, not a timer.
+    requestTimeout: 0,
+    bodyLimit: 1024 * 1024,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
+  });
+  const ctx: ApiContext = {
+    ...deps,
+    metrics: new ApiMetrics(
+      () => deps.store.chunks.getStats(),
+      async () => ({ libraries: (await deps.libraries.listLibraries()).length, cartridges: await countMedia(deps.libraries) }),
+    ),
+    usage: new UsageCounter(deps.store.streams),
+    openapi: new OpenApiCollector(),
+    startedAt: Date.now(),
+  };
+  ctx.openapi.attach(app);
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body, internal } = toErrorBody(err);
+    if (internal) req.log.error({ err }, 'internal error');
+    if (internal && !deps.logger) console.error(`vtl: ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+    if (status === 401) void reply.header('www-authenticate', 'Bearer realm="vtl"');
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+
+  app.addHook('onRequest', async (req) => {
+    const access = req.routeOptions.config?.access;
+    if (access === undefined || access === 'public') return;
+    req.token = await authenticate(req, ctx.tokens);
+    if (!roleAllows(req.token.role, access)) {
+      throw new ApiError(403, 'FORBIDDEN', `this needs the ${access} role; token ${req.token.name} has ${req.token.role}`);
+    }
+  });
+  // A POST without a body (curl -X POST) counts as `{}`: optional fields stay optional and
+  // missing required ones get the schema's message.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && req.routeOptions.schema?.body) req.body = {};
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    ctx.metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    ctx.metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(async (api) => {
+    await systemRoutes(api, ctx);
+    await libraryRoutes(api, ctx);
+    await cartridgeRoutes(api, ctx);
+    await api.register(async (streams) => driveRoutes(streams, ctx));
+    for (const r of deps.routes ?? []) await api.register(async (scope) => r(scope, ctx));
+  });
+  return app;
+}
+
+async function authenticate(req: FastifyRequest, tokens: TokenStore): Promise<TokenRecord> {
+  const h = req.headers.authorization;
+  if (!h) throw new ApiError(401, 'UNAUTHORIZED', 'this needs a bearer token (Authorization: Bearer vtl_...)');
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  const rec = m ? await tokens.verify(m[1]) : undefined;
+  if (!rec) throw new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid (unknown or revoked)');
+  return rec;
+}
+
+async function countMedia(libraries: Libraries): Promise<number> {
+  let n = 0;
+  for await (const _ of libraries.tapes.list()) n++;
+  return n;
+}

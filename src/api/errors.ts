@@ -1,0 +1,79 @@
+/**
+ * API errors: every failure leaves the service as `{error, message}` with an HTTP status that
+ * says whose fault it is. Library errors and tape sense keys map to 4xx codes; anything else is
+ * an internal error (500) whose message is logged, not sent.
+ */
+import { LibraryError, type LibraryErrorCode } from '../library/index.js';
+import type { Sense, TapeResult } from '../tape/index.js';
+
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const LIBRARY_STATUS: Record<LibraryErrorCode, number> = {
+  INVALID: 400,
+  INVALID_ELEMENT: 400,
+  NOT_FOUND: 404,
+  EXISTS: 409,
+  SOURCE_EMPTY: 409,
+  DESTINATION_FULL: 409,
+  REMOVAL_PREVENTED: 409,
+  NO_FREE_ELEMENT: 409,
+  DRIVE_EMPTY: 409,
+  IN_USE: 409,
+  DATA_PROTECT: 409,
+};
+
+/** What a drive's sense key means to an HTTP client. */
+const SENSE_STATUS: Record<string, { status: number; code: string }> = {
+  'NOT READY': { status: 409, code: 'DRIVE_EMPTY' },
+  'DATA PROTECT': { status: 409, code: 'DATA_PROTECT' },
+  'BLANK CHECK': { status: 409, code: 'END_OF_DATA' },
+  'VOLUME OVERFLOW': { status: 507, code: 'END_OF_MEDIUM' },
+  'ILLEGAL REQUEST': { status: 400, code: 'ILLEGAL_REQUEST' },
+  'MEDIUM ERROR': { status: 500, code: 'MEDIUM_ERROR' },
+  'NO SENSE': { status: 409, code: 'TAPE_CONDITION' },
+};
+
+export function senseError(sense: Sense | undefined, what: string): ApiError {
+  const m = SENSE_STATUS[sense?.key ?? ''] ?? { status: 500, code: 'TAPE_ERROR' };
+  return new ApiError(m.status, m.code, `${what}: ${sense?.message ?? 'the drive reported a failure'}`);
+}
+
+/** Throws the matching ApiError when a tape operation failed. */
+export function checkTape<T extends TapeResult>(r: T, what: string): T {
+  if (!r.ok) throw senseError(r.sense, what);
+  return r;
+}
+
+export interface ErrorBody {
+  error: string;
+  message: string;
+}
+
+/** Status and body for any thrown value. `internal` is true when the message must not leak. */
+export function toErrorBody(err: unknown): { status: number; body: ErrorBody; internal: boolean } {
+  if (err instanceof ApiError) return { status: err.statusCode, body: { error: err.code, message: err.message }, internal: false };
+  if (err instanceof LibraryError) return { status: LIBRARY_STATUS[err.code] ?? 400, body: { error: err.code, message: err.message }, internal: false };
+  const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
+  if (e?.validation) return { status: 400, body: { error: 'INVALID', message: e.message ?? 'invalid request' }, internal: false };
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    // fastify's own client errors (bad JSON, unsupported media type, body too large)
+    return { status: e.statusCode, body: { error: clientCode(e.statusCode), message: e.message ?? 'bad request' }, internal: false };
+  }
+  return { status: 500, body: { error: 'INTERNAL', message: 'internal error (see the server log)' }, internal: true };
+}
+
+function clientCode(status: number): string {
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 413) return 'TOO_LARGE';
+  if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
+  return 'INVALID';
+}

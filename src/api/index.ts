@@ -1,0 +1,22 @@
+/**
+ * API layer: the fastify application of `vtl serve`.
+ *
+ * Guarantees:
+ * - Every route has JSON schemas (fastify validates requests and serializes responses with
+ *   them) and the OpenAPI 3 document at /api/v1/openapi.json is generated from those schemas.
+ * - Every route except /api/v1/health, /api/v1/openapi.json and /metrics needs a bearer token
+ *   whose role (auditor < operator < admin) is at least the route's; the check runs before
+ *   any body is read. Tokens are stored as SHA-256 hashes only.
+ * - Errors are `{error, message}`: library error codes and tape sense keys map to 4xx/507;
+ *   internal failures are 500 with their details in the server log, not in the response.
+ * - HTTP tape streams (PUT/GET .../drives/:n/file) run inside the drive's session, stream with
+ *   bounded memory, answer a PUT only after its filemark is durable, and roll a broken-off
+ *   upload back to where it started.
+ * The API talks to the library layer (and reads store statistics); it never imports
+ * protocols: the composition root hands their routes in (`ApiDeps.routes`).
+ */
+export { buildApp } from './app.js';
+export type { ApiDeps, ApiContext } from './app.js';
+export { TokenStore, ensureAdminToken, ROLES, ADMIN_TOKEN_FILE } from './auth.js';
+export type { Role, Access, TokenRecord } from './auth.js';
+export { ApiError } from './errors.js';

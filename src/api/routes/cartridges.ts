@@ -1,0 +1,179 @@
+/** Cartridges: create, list with filters and paging, show with usage and tape files, flags, erase. */
+import type { FastifyInstance } from 'fastify';
+import type { Cartridge, CartridgeSpec, Libraries } from '../../library/index.js';
+import type { MediaType, TapeFileInfo } from '../../tape/index.js';
+import type { ApiContext } from '../app.js';
+import { barcode, cartridgeDetailSchema, cartridgeSchema, errors, libName, mediaType } from '../schemas.js';
+
+const bcParams = { type: 'object', required: ['barcode'], properties: { barcode } } as const;
+type Bc = { Params: { barcode: string } };
+
+interface ListQuery {
+  library?: string;
+  state?: Cartridge['state'];
+  location?: string;
+  mediaType?: string;
+  prefix?: string;
+  offset: number;
+  limit: number;
+}
+
+export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Promise<void> {
+  const libs = ctx.libraries;
+  const tags = ['cartridges'];
+
+  app.get<{ Querystring: ListQuery }>('/api/v1/cartridges', {
+    config: { access: 'auditor' },
+    schema: {
+      summary: 'list cartridges, filtered and paged (ordered by barcode)',
+      tags,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          library: libName,
+          state: { type: 'string', enum: ['scratch', 'in use', 'full', 'expired'] },
+          location: { type: 'string', enum: ['drive', 'slot', 'mailslot', 'vault'] },
+          mediaType,
+          prefix: { type: 'string', pattern: '^[A-Z0-9]{0,16}$' },
+          offset: { type: 'integer', minimum: 0, default: 0 },
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+        },
+      },
+      response: {
+        200: { type: 'object', properties: { items: { type: 'array', items: cartridgeSchema }, total: { type: 'integer' }, offset: { type: 'integer' }, limit: { type: 'integer' } } },
+        ...errors,
+      },
+    },
+    handler: async (req) => {
+      const q = req.query;
+      if (q.library !== undefined) await libs.getLibrary(q.library);
+      const all = (await libs.listCartridges(q.library === undefined ? {} : { library: q.library })).filter(
+        (c) =>
+          (q.state === undefined || c.state === q.state) &&
+          (q.location === undefined || c.location.kind === q.location) &&
+          (q.mediaType === undefined || c.mediaType === q.mediaType) &&
+          (q.prefix === undefined || c.barcode.startsWith(q.prefix)),
+      );
+      return { items: all.slice(q.offset, q.offset + q.limit), total: all.length, offset: q.offset, limit: q.limit };
+    },
+  });
+
+  app.post<{ Body: CartridgeSpec & { library: string } }>('/api/v1/cartridges', {
+    config: { access: 'operator' },
+    schema: {
+      summary: 'create cartridges in free slots of a library: a list of barcodes, or a prefix with start and count',
+      tags,
+      body: {
+        type: 'object',
+        required: ['library'],
+        additionalProperties: false,
+        properties: {
+          library: libName,
+          barcodes: { type: 'array', minItems: 1, maxItems: 10000, items: barcode },
+          prefix: { type: 'string', pattern: '^[A-Z0-9]{0,5}$' },
+          first: barcode,
+          start: { type: 'integer', minimum: 0 },
+          count: { type: 'integer', minimum: 1, maximum: 10000 },
+          mediaType,
+          capacity: { type: 'integer', minimum: 1 },
+          worm: { type: 'boolean' },
+          writeProtected: { type: 'boolean' },
+          retentionUntil: { anyOf: [{ type: 'string', format: 'date-time' }, { type: 'null' }] },
+        },
+      },
+      response: { 201: { type: 'object', properties: { items: { type: 'array', items: cartridgeSchema } } }, ...errors },
+    },
+    handler: async (req, reply) => reply.code(201).send({ items: await libs.createCartridges({ ...req.body, mediaType: req.body.mediaType as MediaType | undefined }) }),
+  });
+
+  app.get<Bc>('/api/v1/cartridges/:barcode', {
+    config: { access: 'auditor' },
+    schema: {
+      summary: 'show a cartridge: location, state, logical and stored bytes, dedup ratio, tape files',
+      tags,
+      params: bcParams,
+      response: { 200: cartridgeDetailSchema, ...errors },
+    },
+    handler: async (req) => detail(ctx, req.params.barcode),
+  });
+
+  app.patch<Bc & { Body: { writeProtected?: boolean; retentionUntil?: string | null } }>('/api/v1/cartridges/:barcode', {
+    config: { access: 'operator' },
+    schema: {
+      summary: 'set write protect or the retention date (WORM retention can only be extended)',
+      tags,
+      params: bcParams,
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        minProperties: 1,
+        properties: { writeProtected: { type: 'boolean' }, retentionUntil: { anyOf: [{ type: 'string', format: 'date-time' }, { type: 'null' }] } },
+      },
+      response: { 200: cartridgeSchema, ...errors },
+    },
+    handler: async (req) => libs.updateCartridge(req.params.barcode, req.body),
+  });
+
+  app.post<Bc>('/api/v1/cartridges/:barcode/erase', {
+    config: { access: 'operator' },
+    schema: { summary: 'erase the whole cartridge (its data becomes garbage)', tags, params: bcParams, response: { 200: cartridgeSchema, ...errors } },
+    handler: async (req) => libs.eraseCartridge(req.params.barcode),
+  });
+
+  app.delete<Bc>('/api/v1/cartridges/:barcode', {
+    config: { access: 'operator' },
+    schema: { summary: 'delete a cartridge that is not in a drive (its data becomes garbage)', tags, params: bcParams, response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...errors } },
+    handler: async (req) => {
+      await libs.deleteCartridge(req.params.barcode);
+      return { ok: true };
+    },
+  });
+}
+
+async function detail(ctx: ApiContext, code: string) {
+  const c = await ctx.libraries.getCartridge(code);
+  const info = await ctx.libraries.tapes.info(code);
+  const u = await ctx.usage.of(info.streamId, info.logicalBytes);
+  const ratio = (a: number, b: number) => (b > 0 ? a / b : null);
+  return {
+    ...c,
+    storedBytes: u.storedBytes,
+    uniqueBytes: u.uniqueBytes,
+    chunks: u.chunks,
+    dedupRatio: ratio(c.logicalBytes, u.uniqueBytes),
+    compressionRatio: ratio(u.uniqueBytes, u.storedBytes),
+    tapeFiles: await tapeFiles(ctx.libraries, c),
+  };
+}
+
+/**
+ * The tape files of a cartridge. The tape map is read through a loaded medium: a cartridge
+ * outside a drive is mounted for the moment; one in a drive is read through a short session,
+ * and null is returned while a client holds that drive's session.
+ */
+async function tapeFiles(libs: Libraries, c: Cartridge): Promise<Omit<TapeFileInfo, 'startByte'>[] | null> {
+  const collect = async (files: AsyncIterable<TapeFileInfo>) => {
+    const out = [];
+    for await (const { startByte: _, ...f } of files) out.push(f);
+    return out;
+  };
+  if (c.location.kind === 'drive') {
+    const drive = await libs.drive(c.location.library, c.location.index);
+    if ((await drive.status()).open) return null;
+    const medium = await drive.open().catch(() => undefined);
+    if (!medium) return null;
+    try {
+      return await collect(medium.files());
+    } finally {
+      await drive.close();
+    }
+  }
+  if (libs.tapes.isLoaded(c.barcode)) return null;
+  const medium = await libs.tapes.mount(c.barcode);
+  try {
+    return await collect(medium.files());
+  } finally {
+    await medium.unload();
+  }
+}

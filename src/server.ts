@@ -1,0 +1,225 @@
+/**
+ * Composition root: config -> store -> library -> protocols -> api.
+ *
+ * `startServer` opens (and on first use creates) a data directory, makes sure it has an admin
+ * token file, creates the demo library on the directory's first start, starts the rmt server
+ * when that protocol module is present, and serves the HTTP API. `close()` stops accepting,
+ * gives running requests a grace period, then unloads every drive (sync points) and closes
+ * the store, so a SIGTERM never loses acknowledged data.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type ApiDeps } from './api/app.js';
+import { TokenStore, ensureAdminToken } from './api/auth.js';
+import { Libraries } from './library/index.js';
+import { initDataStore, openDataStore, type DataStore } from './stream/store.js';
+
+export interface ServerConfig {
+  data: string;
+  host: string;
+  port: number;
+  rmtHost: string;
+  rmtPort: number;
+  /** Create the demo library on the data directory's first start. */
+  demo: boolean;
+  logger: boolean;
+}
+
+export interface StartOptions extends Partial<ServerConfig> {
+  /** Route plugins of upper layers (protocols), registered under the API's auth and errors. */
+  routes?: ApiDeps['routes'];
+}
+
+export const DEFAULTS: ServerConfig = {
+  data: './vtl-data',
+  host: '127.0.0.1',
+  port: 7420,
+  rmtHost: '127.0.0.1',
+  rmtPort: 7421,
+  demo: true,
+  logger: false,
+};
+
+export const DEMO = { name: 'lib1', drives: 4, slots: 32, mailslots: 4, prefix: 'VT', count: 32, mediaType: 'LTO-7' as const };
+
+/** The `server` section a data directory's config.json may carry. */
+type FileSection = Partial<Omit<ServerConfig, 'data'>>;
+
+/**
+ * Precedence: explicit options (command-line flags), then VTL_* environment variables, then
+ * the `server` section of `<data>/config.json`, then the defaults.
+ */
+export async function resolveConfig(flags: Partial<ServerConfig>, env: NodeJS.ProcessEnv = process.env): Promise<ServerConfig> {
+  const data = flags.data ?? env.VTL_DATA ?? DEFAULTS.data;
+  const file = await readSection(data);
+  const port = (v: unknown, what: string) => {
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${what} must be a port number 0..65535, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const bool = (v: string | undefined) => (v === undefined ? undefined : !/^(0|false|no|off)$/i.test(v));
+  return {
+    data,
+    host: flags.host ?? env.VTL_HOST ?? file.host ?? DEFAULTS.host,
+    port: port(flags.port, '--port') ?? port(env.VTL_PORT, 'VTL_PORT') ?? port(file.port, 'config.json server.port') ?? DEFAULTS.port,
+    rmtHost: flags.rmtHost ?? env.VTL_RMT_HOST ?? file.rmtHost ?? flags.host ?? env.VTL_HOST ?? file.host ?? DEFAULTS.rmtHost,
+    rmtPort: port(flags.rmtPort, '--rmt-port') ?? port(env.VTL_RMT_PORT, 'VTL_RMT_PORT') ?? port(file.rmtPort, 'config.json server.rmtPort') ?? DEFAULTS.rmtPort,
+    demo: flags.demo ?? bool(env.VTL_DEMO) ?? file.demo ?? DEFAULTS.demo,
+    logger: flags.logger ?? bool(env.VTL_LOG) ?? file.logger ?? DEFAULTS.logger,
+  };
+}
+
+async function readSection(data: string): Promise<FileSection> {
+  let text: string;
+  try {
+    text = await readFile(join(data, 'config.json'), 'utf8');
+  } catch {
+    return {};
+  }
+  const s = (JSON.parse(text) as { server?: unknown }).server;
+  if (s === undefined) return {};
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new Error(`${join(data, 'config.json')}: "server" must be an object`);
+  return s as FileSection;
+}
+
+export interface VtlServer {
+  config: ServerConfig;
+  url: string;
+  /** host:port of the rmt server, or null when the rmt protocol is not available. */
+  rmtAddress: string | null;
+  adminTokenFile: string;
+  /** True when this start created the data directory. */
+  initialized: boolean;
+  demoCreated: boolean;
+  app: FastifyInstance;
+  libraries: Libraries;
+  store: DataStore;
+  close(opts?: { graceMs?: number }): Promise<void>;
+}
+
+interface RmtLike {
+  listen(): Promise<unknown>;
+  close(): Promise<void>;
+  address?: () => unknown;
+}
+
+export async function startServer(flags: StartOptions = {}): Promise<VtlServer> {
+  const config = await resolveConfig(flags);
+  const version = await packageVersion();
+  let initialized = false;
+  if (!(await exists(join(config.data, 'config.json')))) {
+    await initDataStore(config.data);
+    initialized = true;
+  }
+  const store = await openDataStore(config.data);
+  let libraries: Libraries | undefined;
+  let rmt: RmtLike | undefined;
+  try {
+    libraries = new Libraries({ db: store.db, streams: store.streams });
+    const tokens = new TokenStore(store.db);
+    const admin = await ensureAdminToken(config.data, tokens);
+    const demoCreated = await firstStart(store, libraries, config.demo);
+
+    // ---- protocols --------------------------------------------------------------------------
+    // HOOK (rmt): src/protocols/rmt/server.ts exports `RmtServer({ libraries, host, port })`
+    // with listen() and close(); it is started here when it is present in this build.
+    const rmtModule = await loadOptional('./protocols/rmt/server');
+    let rmtAddress: string | null = null;
+    if (rmtModule?.RmtServer) {
+      rmt = new rmtModule.RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort }) as RmtLike;
+      rmtAddress = addressOf(await rmt.listen(), rmt, config.rmtHost, config.rmtPort);
+    }
+
+    // ---- api ----------------------------------------------------------------------------------
+    const app = await buildApp({ libraries, store, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: flags.routes });
+    await app.listen({ host: config.host, port: config.port });
+    const a = app.server.address();
+    const port = typeof a === 'object' && a ? a.port : config.port;
+    const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const libs = libraries;
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      url: `http://${hostForUrl}:${port}`,
+      rmtAddress,
+      adminTokenFile: admin.path,
+      initialized,
+      demoCreated,
+      app,
+      libraries: libs,
+      store,
+      close: (opts = {}) => (closing ??= shutdown(app, rmt, libs, store, opts.graceMs ?? 10_000)),
+    };
+  } catch (err) {
+    await rmt?.close().catch(() => undefined);
+    await libraries?.close().catch(() => undefined);
+    await store.close();
+    throw err;
+  }
+}
+
+/** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
+async function shutdown(app: FastifyInstance, rmt: RmtLike | undefined, libraries: Libraries, store: DataStore, graceMs: number): Promise<void> {
+  const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
+  }
+  await rmt?.close();
+  await libraries.close(); // unloads every medium: sync points
+  await store.close();
+}
+
+/** Creates the demo library the first time a data directory is served. */
+async function firstStart(store: DataStore, libraries: Libraries, demo: boolean): Promise<boolean> {
+  const meta = store.db.sublevel<string, unknown>('api', { valueEncoding: 'json' }).sublevel<string, { firstStartAt: string }>('server', { valueEncoding: 'json' });
+  if (await meta.get('started')) return false;
+  let created = false;
+  if (demo && (await libraries.listLibraries()).length === 0) {
+    await libraries.createLibrary({ name: DEMO.name, drives: DEMO.drives, slots: DEMO.slots, mailslots: DEMO.mailslots });
+    await libraries.createCartridges({ library: DEMO.name, prefix: DEMO.prefix, start: 1, count: DEMO.count, mediaType: DEMO.mediaType });
+    created = true;
+  }
+  await meta.put('started', { firstStartAt: new Date().toISOString() });
+  return created;
+}
+
+/**
+ * Imports a module of an upper layer if this build has it (`.js` when built, `.ts` under
+ * tsx/vitest); `base` is relative to `from` (an import.meta.url) and has no extension.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function loadOptional(base: string, from: string = import.meta.url): Promise<any> {
+  for (const ext of ['.js', '.ts']) {
+    const url = new URL(base + ext, from);
+    if (existsSync(fileURLToPath(url))) return import(url.href);
+  }
+  return undefined;
+}
+
+function addressOf(listened: unknown, rmt: RmtLike, host: string, port: number): string {
+  const a = (listened ?? rmt.address?.()) as { port?: number; host?: string; address?: string } | string | undefined;
+  if (typeof a === 'string') return a;
+  if (a && typeof a.port === 'number') return `${a.host ?? a.address ?? host}:${a.port}`;
+  return `${host}:${port}`;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function packageVersion(): Promise<string> {
+  try {
+    return (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}

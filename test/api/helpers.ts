@@ -1,0 +1,75 @@
+/** A real vtl server in this process on a random port with a temporary data directory. */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type StartOptions, type VtlServer } from '../../src/server.js';
+
+export interface TestServer {
+  server: VtlServer;
+  dir: string;
+  admin: string;
+  url: string;
+  /** Closes and starts again on the same data directory. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
+  const dir = opts.data ?? (await mkdtemp(join(tmpdir(), 'vtl-api-')));
+  const start = () => startServer({ demo: false, ...opts, data: dir, host: '127.0.0.1', port: 0, rmtPort: 0 });
+  const t: TestServer = {
+    server: await start(),
+    dir,
+    admin: '',
+    url: '',
+    async restart() {
+      await t.server.close();
+      t.server = await start();
+      t.url = t.server.url;
+    },
+    async stop() {
+      await t.server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  t.url = t.server.url;
+  t.admin = (await readFile(t.server.adminTokenFile, 'utf8')).trim();
+  return t;
+}
+
+export interface Reply {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  headers: Headers;
+}
+
+/** A JSON request; `token` null sends none. */
+export async function call(t: { url: string; admin: string }, method: string, path: string, body?: unknown, token: string | null = t.admin): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(t.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON (metrics)
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+export async function putFile(t: { url: string; admin: string }, lib: string, drive: number, data: Buffer, blockSize?: number): Promise<Reply> {
+  const q = blockSize ? `?blockSize=${blockSize}` : '';
+  const res = await fetch(`${t.url}/api/v1/libraries/${lib}/drives/${drive}/file${q}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/octet-stream' },
+    body: data,
+  });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+export async function getFile(t: { url: string; admin: string }, lib: string, drive: number): Promise<{ status: number; data: Buffer; headers: Headers }> {
+  const res = await fetch(`${t.url}/api/v1/libraries/${lib}/drives/${drive}/file`, { headers: { authorization: `Bearer ${t.admin}` } });
+  return { status: res.status, data: Buffer.from(await res.arrayBuffer()), headers: res.headers };
+}

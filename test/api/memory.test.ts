@@ -1,0 +1,90 @@
+/**
+ * A large HTTP tape stream passes through with bounded memory: 1.5 GiB is PUT as one tape file
+ * into a server in its own process, and the server's peak RSS (VmHWM) must stay far below the
+ * size of the upload. The file is then checked by its length and tape checksum, not re-read.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+
+const TOTAL = 1536 * 1024 * 1024;
+const PIECE = 1 << 20;
+let child: ChildProcess;
+let dir: string;
+let info: { url: string; tokenFile: string; pid: number };
+let token: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vtl-mem-'));
+  child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'server-child.ts'), join(dir, 'data')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  info = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  token = (await readFile(info.tokenFile, 'utf8')).trim();
+});
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function peakRss(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+/** 1.5 GiB of data: a 64 MiB random pattern with every 1 MiB piece stamped with its number. */
+function source(): Readable {
+  const pattern = randomFillSync(Buffer.alloc(64 << 20));
+  let sent = 0;
+  return new Readable({
+    highWaterMark: PIECE,
+    read() {
+      if (sent >= TOTAL) return void this.push(null);
+      const at = sent % pattern.length;
+      const piece = Buffer.from(pattern.subarray(at, at + PIECE));
+      piece.writeUInt32BE(sent / PIECE, 0);
+      sent += PIECE;
+      this.push(piece);
+    },
+  });
+}
+
+test('a 1.5 GiB PUT streams with bounded server memory', async () => {
+  const auth = { authorization: `Bearer ${token}` };
+  const load = await fetch(`${info.url}/api/v1/libraries/lib1/drives/0/load`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ barcode: 'VT0001L7' }) });
+  expect(load.status).toBe(200);
+  const before = await peakRss(info.pid);
+  const t0 = Date.now();
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request(`${info.url}/api/v1/libraries/lib1/drives/0/file?blockSize=262144`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' } }, (r) => {
+      let body = '';
+      r.on('data', (d) => (body += d));
+      r.on('end', () => resolve({ status: r.statusCode!, body }));
+    });
+    req.on('error', reject);
+    source().pipe(req);
+  });
+  const seconds = (Date.now() - t0) / 1000;
+  const peak = await peakRss(info.pid);
+  console.log(`PUT ${TOTAL / 2 ** 20} MiB in ${seconds.toFixed(1)} s (${(TOTAL / 2 ** 20 / seconds).toFixed(0)} MiB/s); server peak RSS ${(before / 2 ** 20).toFixed(0)} -> ${(peak / 2 ** 20).toFixed(0)} MiB`);
+  expect(res.status).toBe(200);
+  expect(JSON.parse(res.body)).toMatchObject({ bytes: TOTAL, records: TOTAL / 262144, file: 0 });
+  expect(peak - before).toBeLessThan(400 * 2 ** 20);
+  expect(peak).toBeLessThan(TOTAL / 2);
+  const c = (await (await fetch(`${info.url}/api/v1/cartridges/VT0001L7`, { headers: auth })).json()) as { tapeFiles: unknown[] };
+  expect(c).toMatchObject({ logicalBytes: TOTAL, files: 1 });
+  expect(c.tapeFiles[0]).toMatchObject({ bytes: TOTAL, terminated: true });
+}, 90_000);
