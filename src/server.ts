@@ -2,8 +2,9 @@
  * Composition root: config -> store -> library -> protocols -> api.
  *
  * `startServer` opens (and on first use creates) a data directory, makes sure it has an admin
- * token file, creates the demo library on the directory's first start, starts the rmt server
- * when that protocol module is present, and serves the HTTP API. `close()` stops accepting,
+ * token file, undoes image imports a crash cut off (before any medium is mounted), creates the
+ * demo library on the directory's first start, starts the rmt server when that protocol module
+ * is present, and serves the HTTP API with the tape-image routes. `close()` stops accepting,
  * gives running requests a grace period, then unloads every drive (sync points) and closes
  * the store, so a SIGTERM never loses acknowledged data.
  */
@@ -15,6 +16,8 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, type ApiDeps } from './api/app.js';
 import { TokenStore, ensureAdminToken } from './api/auth.js';
 import { Libraries } from './library/index.js';
+import { ImportJournal, type Recovered } from './protocols/images/index.js';
+import { imageRoutes } from './protocols/images/routes.js';
 import { initDataStore, openDataStore, type DataStore } from './stream/store.js';
 
 export interface ServerConfig {
@@ -95,6 +98,8 @@ export interface VtlServer {
   /** True when this start created the data directory. */
   initialized: boolean;
   demoCreated: boolean;
+  /** Image imports a crash had cut off, undone at this start. */
+  recoveredImports: Recovered[];
   app: FastifyInstance;
   libraries: Libraries;
   store: DataStore;
@@ -120,6 +125,10 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
   let rmt: RmtLike | undefined;
   try {
     libraries = new Libraries({ db: store.db, streams: store.streams });
+    // Before anything mounts a medium: undo image imports that a crash cut off.
+    const journal = new ImportJournal(store.db);
+    const recoveredImports = await journal.recover(libraries.tapes);
+    logRecovered(recoveredImports);
     const tokens = new TokenStore(store.db);
     const admin = await ensureAdminToken(config.data, tokens);
     const demoCreated = await firstStart(store, libraries, config.demo);
@@ -135,7 +144,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     }
 
     // ---- api ----------------------------------------------------------------------------------
-    const app = await buildApp({ libraries, store, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: flags.routes });
+    const app = await buildApp({ libraries, store, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: [imageRoutes(journal), ...(flags.routes ?? [])] });
     await app.listen({ host: config.host, port: config.port });
     const a = app.server.address();
     const port = typeof a === 'object' && a ? a.port : config.port;
@@ -149,6 +158,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
       adminTokenFile: admin.path,
       initialized,
       demoCreated,
+      recoveredImports,
       app,
       libraries: libs,
       store,
@@ -173,6 +183,13 @@ async function shutdown(app: FastifyInstance, rmt: RmtLike | undefined, librarie
   await rmt?.close();
   await libraries.close(); // unloads every medium: sync points
   await store.close();
+}
+
+function logRecovered(done: Recovered[]): void {
+  for (const r of done) {
+    if (r.error) console.error(`vtl: could not undo the interrupted image import into ${r.medium} (from lba ${r.startLba}): ${r.error}; retrying at the next start`);
+    else console.error(`vtl: undid the interrupted image import into ${r.medium}: ${r.removed} objects after lba ${r.startLba} removed`);
+  }
 }
 
 /** Creates the demo library the first time a data directory is served. */

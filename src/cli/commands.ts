@@ -1,8 +1,8 @@
 /**
- * `vtl` commands that talk to a running server over the REST API: library, cartridge, drive,
- * move/load/unload, import/export, stats, token. Every listing takes `--json` (the API's own
- * objects, stable); otherwise output is a table. Long transfers show a progress bar on a
- * terminal.
+ * `vtl` commands that talk to a running server over the REST API: library (with the mail-slot
+ * moves `library import` / `library export`), cartridge, drive, move/load/unload, stats, token.
+ * Every listing takes `--json` (the API's own objects, stable); otherwise output is a table.
+ * Long transfers show a progress bar on a terminal.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -17,23 +17,23 @@ import { bytes, ratio, table, where } from './format.js';
 type Obj = Record<string, any>;
 
 const enc = encodeURIComponent;
-const out = (s: string): void => void process.stdout.write(s + '\n');
-const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
+export const out = (s: string): void => void process.stdout.write(s + '\n');
+export const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
-function int(value: string): number {
+export function int(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number');
   return n;
 }
 
 /** --url and --token-file on every command that talks to the server. */
-function api(cmd: Command): Command {
+export function api(cmd: Command): Command {
   return cmd
     .option('--url <url>', 'server URL (default $VTL_URL or http://127.0.0.1:7420)')
     .option('--token-file <file>', 'bearer token file (default $VTL_TOKEN, else ./vtl-data/admin.token)');
 }
 
-function client(o: { url?: string; tokenFile?: string }): ApiClient {
+export function client(o: { url?: string; tokenFile?: string }): ApiClient {
   return new ApiClient({ url: o.url, tokenFile: o.tokenFile });
 }
 
@@ -121,6 +121,28 @@ function registerLibrary(program: Command): void {
         } else lines.push(`      Storage Element ${e.mtx}${e.type === 'mailslot' ? ' IMPORT/EXPORT' : ''}:${full(e.barcode)}`);
       }
       out(lines.join('\n'));
+    });
+  // Mail-slot moves live here: `vtl import` / `vtl export` are tape images (images.ts).
+  api(lib.command('import').description('move cartridges from mail slots into storage slots (all, or one)').argument('<library>').argument('[barcode]'))
+    .option('--from-vault', 'first put BARCODE from the vault into a mail slot')
+    .option('--json', 'print JSON')
+    .action(async (name: string, barcode: string | undefined, o) => {
+      const c = client(o);
+      if (o.fromVault) {
+        if (!barcode) throw new CliError('--from-vault needs a barcode');
+        await c.post(`/api/v1/libraries/${enc(name)}/insert`, { barcode });
+      }
+      const r = await c.post<Obj>(`/api/v1/libraries/${enc(name)}/import`, barcode ? { barcode } : {});
+      if (o.json) return json(r);
+      out(r.moved.length ? `imported ${r.moved.join(', ')} into ${name}` : `no cartridges in the mail slots of ${name}`);
+    });
+  api(lib.command('export').description('move a cartridge into a mail slot').argument('<library>').argument('<barcode>'))
+    .option('--to-vault', 'then take it out of the library into the vault')
+    .action(async (name: string, barcode: string, o) => {
+      const c = client(o);
+      await c.post(`/api/v1/libraries/${enc(name)}/export`, { barcode });
+      if (o.toVault) await c.post(`/api/v1/libraries/${enc(name)}/remove`, { barcode });
+      out(`exported ${barcode} from ${name}${o.toVault ? ' to the vault' : ' to a mail slot'}`);
     });
 }
 
@@ -242,27 +264,6 @@ function registerChanger(program: Command): void {
     await client(o).post(`/api/v1/libraries/${enc(lib)}/drives/${drive}/unload`);
     out(`unloaded ${before.barcode ?? 'the cartridge'} from ${lib} drive ${drive}`);
   });
-  api(program.command('import').description('move cartridges from mail slots into storage slots (all, or one)').argument('<library>').argument('[barcode]'))
-    .option('--from-vault', 'first put BARCODE from the vault into a mail slot')
-    .option('--json', 'print JSON')
-    .action(async (lib: string, barcode: string | undefined, o) => {
-      const c = client(o);
-      if (o.fromVault) {
-        if (!barcode) throw new CliError('--from-vault needs a barcode');
-        await c.post(`/api/v1/libraries/${enc(lib)}/insert`, { barcode });
-      }
-      const r = await c.post<Obj>(`/api/v1/libraries/${enc(lib)}/import`, barcode ? { barcode } : {});
-      if (o.json) return json(r);
-      out(r.moved.length ? `imported ${r.moved.join(', ')} into ${lib}` : `no cartridges in the mail slots of ${lib}`);
-    });
-  api(program.command('export').description('move a cartridge into a mail slot').argument('<library>').argument('<barcode>'))
-    .option('--to-vault', 'then take it out of the library into the vault')
-    .action(async (lib: string, barcode: string, o) => {
-      const c = client(o);
-      await c.post(`/api/v1/libraries/${enc(lib)}/export`, { barcode });
-      if (o.toVault) await c.post(`/api/v1/libraries/${enc(lib)}/remove`, { barcode });
-      out(`exported ${barcode} from ${lib}${o.toVault ? ' to the vault' : ' to a mail slot'}`);
-    });
 }
 
 function registerDrive(program: Command): void {
@@ -348,7 +349,7 @@ function registerToken(program: Command): void {
   });
 }
 
-function progress(total: number | undefined): SingleBar | undefined {
+export function progress(total: number | undefined): SingleBar | undefined {
   if (!process.stderr.isTTY) return undefined;
   const bar = new SingleBar({
     stream: process.stderr,
@@ -360,7 +361,7 @@ function progress(total: number | undefined): SingleBar | undefined {
 }
 
 /** Counts bytes through a pipeline into the progress bar. */
-function counter(bar: SingleBar | undefined): Transform {
+export function counter(bar: SingleBar | undefined): Transform {
   let n = 0;
   const t0 = Date.now();
   return new Transform({

@@ -12,6 +12,7 @@ import { TokenStore, ensureAdminToken } from '../api/auth.js';
 import { loadOptional, startServer, type ServerConfig } from '../server.js';
 import { benchDedup, formatBench } from './bench-dedup.js';
 import { registerServiceCommands } from './commands.js';
+import { registerImageCommands } from './images.js';
 import { generateSample } from './sample.js';
 
 const DEFAULT_DATA = process.env.VTL_DATA ?? './vtl-data';
@@ -150,6 +151,7 @@ export function buildProgram(): Command {
     });
 
   registerServiceCommands(program);
+  registerImageCommands(program);
   return program;
 }
 

@@ -99,9 +99,9 @@ describe('vtl over the API', () => {
   });
 
   test('export to the vault and import back; protect and erase', async () => {
-    expect((await vtl(['export', 'lib1', 'VT0004L7', '--to-vault'])).out).toMatch(/exported VT0004L7 from lib1 to the vault/);
+    expect((await vtl(['library', 'export', 'lib1', 'VT0004L7', '--to-vault'])).out).toMatch(/exported VT0004L7 from lib1 to the vault/);
     expect(JSON.parse((await vtl(['cartridge', 'show', 'VT0004L7', '--json'])).out).location).toEqual({ kind: 'vault' });
-    const imp = JSON.parse((await vtl(['import', 'lib1', 'VT0004L7', '--from-vault', '--json'])).out);
+    const imp = JSON.parse((await vtl(['library', 'import', 'lib1', 'VT0004L7', '--from-vault', '--json'])).out);
     expect(imp.moved).toEqual(['VT0004L7']);
     expect((await vtl(['cartridge', 'protect', 'VT0004L7'])).out).toMatch(/write protect on/);
     expect((await vtl(['cartridge', 'erase', 'VT0004L7'])).error).toMatch(/write protected/);

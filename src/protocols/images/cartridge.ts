@@ -4,7 +4,7 @@
  * through the drive's session (refused while a client has that session open); any other
  * cartridge is mounted directly, which keeps it from being loaded into a drive meanwhile.
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Libraries } from '../../library/index.js';
 import type { Medium } from '../../tape/index.js';
 import type { ImportJournal } from './journal.js';
@@ -43,7 +43,8 @@ export async function importCartridgeImage(deps: ImageDeps, barcode: string, for
 
 /**
  * The cartridge is held until the returned stream closes (ends, fails or is destroyed): the
- * caller must consume or destroy it.
+ * caller must consume or destroy it. The stream ends only after the cartridge was let go, so
+ * whoever read it to the end can load the cartridge right away.
  */
 export async function exportCartridgeImage(deps: ImageDeps, barcode: string, format: string, opts: ExportOptions = {}): Promise<Readable> {
   const h = await hold(deps.libraries, barcode);
@@ -54,8 +55,16 @@ export async function exportCartridgeImage(deps: ImageDeps, barcode: string, for
     await h.release();
     throw err;
   }
-  out.once('close', () => {
-    h.release().catch((err: Error) => process.emitWarning(`releasing cartridge ${barcode} after an export: ${err.message}`));
-  });
-  return out;
+  return Readable.from(releasedAtEnd(out, h, barcode), { objectMode: false, highWaterMark: 1 << 16 });
+}
+
+async function* releasedAtEnd(out: Readable, h: Held, barcode: string): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of out) yield chunk as Buffer;
+  } finally {
+    // An early return (the reader went away) stops the tape reads; the export rewinds the
+    // medium on its way out, which must be over before the medium is let go.
+    if (!out.closed) await new Promise((done) => out.once('close', done).destroy());
+    await h.release().catch((err: Error) => process.emitWarning(`releasing cartridge ${barcode} after an export: ${err.message}`));
+  }
 }
