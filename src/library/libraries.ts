@@ -7,7 +7,7 @@
  * A cartridge's record and the element index change in one batch. Mutations run one at a time.
  */
 import type { SyncBatch } from '../stream/index.js';
-import { TapeStore, tapeResult, type Medium, type MediumInfo, type MediumSpec, type TapeDeps, type TapePosition, type TapeResult } from '../tape/index.js';
+import { MediumInUseError, TapeStore, tapeResult, type Medium, type MediumInfo, type MediumSpec, type TapeDeps, type TapePosition, type TapeResult } from '../tape/index.js';
 import { barcodeRange, barcodeRangeFrom, checkBarcode, mediaSuffix, suffixMedia } from './barcode.js';
 import { DEFAULT_DRIVE, DEFAULT_MODEL, allElements, checkGeometry, elementAt, elementOf, modelOf, type ElementRef } from './elements.js';
 import { LibraryError } from './errors.js';
@@ -474,7 +474,10 @@ export class Libraries {
     }
     if (dst.type === 'drive') {
       const s = await this.driveState(lib.name, dst.address);
-      s.medium = await this.tapes.mount(code);
+      s.medium = await this.tapes.mount(code).catch((err: unknown) => {
+        if (err instanceof MediumInUseError) throw new LibraryError('IN_USE', `cartridge ${code} is in use (an image transfer or another drive holds it)`);
+        throw err;
+      });
       s.medium.setBlockSize(s.blockSize);
       s.barcode = code;
       if (src.type === 'slot') rec.home = src.address;

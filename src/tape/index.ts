@@ -106,7 +106,7 @@ export type SpaceKind = 'records' | 'filemarks' | 'eod';
 export { MEDIA_TYPES, mediaCapacity, DEFAULT_EARLY_WARNING, MAX_RECORD } from './media.js';
 export type { MediaType } from './media.js';
 export { Medium } from './medium.js';
-export { TapeStore } from './store.js';
+export { MediumInUseError, TapeStore } from './store.js';
 export type { MediumSpec, MediumInfo, MediumFlags, TapeFileInfo } from './store.js';
 export { FileChecksum, CHECKSUM_ALGORITHM } from './checksum.js';
 export { result as tapeResult, failure as tapeFailure, SENSE } from './sense.js';

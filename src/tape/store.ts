@@ -9,6 +9,14 @@ import { CHECKSUM_ALGORITHM } from './checksum.js';
 import { MapStore } from './map.js';
 import { earlyWarningZone, isMediaType, mediaCapacity, MEDIA_TYPES, type MediaType } from './media.js';
 import { Medium, blankGeometry, retentionHolds, type Geometry, type MediumConfig, type MediumContext, type TapeFileInfo } from './medium.js';
+
+/** The medium is held by another handle (a drive, an image transfer): one holder at a time. */
+export class MediumInUseError extends Error {
+  readonly code = 'IN_USE';
+  constructor(readonly medium: string) {
+    super(`medium ${medium} is already loaded`);
+  }
+}
 import type { TapeResult } from './index.js';
 
 export type { TapeFileInfo, MediumConfig };
@@ -65,7 +73,7 @@ export class TapeStore {
       getGeometry: (id) => this.geos.get(id),
       acquire: (id, m) => {
         const held = this.loaded.get(id);
-        if (held && held !== m) throw new Error(`medium ${id} is already loaded`);
+        if (held && held !== m) throw new MediumInUseError(id);
         this.loaded.set(id, m);
       },
       release: (id) => this.loaded.delete(id),
@@ -160,7 +168,7 @@ export class TapeStore {
 
   /** Loads a medium: the returned handle is positioned at BOT. */
   async mount(id: string): Promise<Medium> {
-    if (this.loaded.has(id)) throw new Error(`medium ${id} is already loaded`);
+    if (this.loaded.has(id)) throw new MediumInUseError(id);
     const cfg = await this.config(id);
     const m = new Medium(this.ctx, id, cfg);
     await m.load();

@@ -43,7 +43,7 @@ describe('cartridge images', () => {
     const [c] = await env.libraries.createCartridges({ library: 'L', barcodes: ['HLD001'], mediaType: 'LTO-7' });
     await importCartridgeImage(env, c.barcode, 'aws', source(image));
     const out = await exportCartridgeImage(env, c.barcode, 'aws');
-    await expect(env.libraries.load('L', 0, c.barcode)).rejects.toThrow(/already loaded/);
+    await expect(env.libraries.load('L', 0, c.barcode)).rejects.toMatchObject({ code: 'IN_USE' });
     expect((await env.libraries.getCartridge(c.barcode)).location.kind).toBe('slot');
     expect((await collect(out)).equals(image)).toBe(true);
     // The stream lets the cartridge go when it closes (asynchronously, after the last byte).
