@@ -1,0 +1,370 @@
+/**
+ * An open tape device as Linux st presents one to a program: a drive session of a vtl library,
+ * with st's read, write, close and MTIOCTOP behavior mapped onto the medium's SSC results.
+ *
+ * - Reads: a filemark reads as 0 bytes; at end of data the first read returns 0 bytes and the
+ *   next fail with EIO; a record longer than the request fails with ENOMEM (variable mode).
+ *   In fixed-block mode a read that stops at a filemark returns what it got and the next read
+ *   returns 0 bytes.
+ * - After writing, close writes the device's filemarks (one; two on AIX rewinding devices), and
+ *   rewind, offline, seek and backward spacing write one first, as st does. Every filemark and
+ *   the close are sync points, answered only after the data is durable.
+ * - Streaming, as st's buffered mode: while a client writes records one after another (far from
+ *   the end of the medium), a write is answered once its record is accepted and is stored while
+ *   the next one travels; an error of that store is reported by the next command (a deferred
+ *   error, as st reports them). While a client reads records one after another, the next
+ *   record is read ahead; any other command first puts the tape back where the client left it.
+ *   At most one record is in flight either way.
+ */
+import { LibraryError, type Drive, type Libraries } from '../../library/index.js';
+import { MAX_RECORD, type Medium, type ReadResult, type TapeResult } from '../../tape/index.js';
+import { RmtError, tapeOp, type DeviceName, type ErrnoName, type OpenFlags } from './names.js';
+
+/** Largest record (and read request) a client may transfer: the tape maximum. */
+export const MAX_TRANSFER = MAX_RECORD;
+
+/** `struct mtget` of Linux x86-64: seven longs/ints, 48 bytes. */
+export const MTGET_SIZE = 48;
+const MT_ISSCSI2 = 0x72;
+export const GMT = {
+  EOF: 0x80000000,
+  BOT: 0x40000000,
+  EOT: 0x20000000,
+  EOD: 0x08000000,
+  WR_PROT: 0x04000000,
+  ONLINE: 0x01000000,
+  DR_OPEN: 0x00040000,
+} as const;
+
+/** SCSI density codes, reported in the top byte of mt_dsreg. */
+const DENSITY: Record<string, number> = { 'LTO-5': 0x58, 'LTO-6': 0x5a, 'LTO-7': 0x5c, 'LTO-8': 0x5e, 'LTO-9': 0x60 };
+
+/** Ops after which st still considers itself writing (no automatic filemark needed yet). */
+const KEEPS_WRITING = new Set(['nop', 'setblk', 'ignored', 'tell']);
+/** Ops before which st writes a filemark when the last operation was a write. */
+const FILEMARK_FIRST = new Set(['rewind', 'offline', 'unload', 'seek', 'bsf', 'bsfm']);
+
+function errnoOfLibrary(err: LibraryError): RmtError {
+  switch (err.code) {
+    case 'IN_USE':
+      return new RmtError('EBUSY', err.message);
+    case 'DRIVE_EMPTY':
+      return new RmtError('ENOMEDIUM', err.message);
+    case 'INVALID_ELEMENT':
+      return new RmtError('ENXIO', err.message);
+    case 'NOT_FOUND':
+      return new RmtError('ENOENT', err.message);
+    default:
+      return new RmtError('EIO', err.message);
+  }
+}
+
+/** The errno a failed tape command gives (st's mapping of sense keys). */
+function errnoOf(r: TapeResult): RmtError {
+  const msg = r.sense?.message;
+  const code: ErrnoName =
+    r.sense?.key === 'VOLUME OVERFLOW'
+      ? 'ENOSPC'
+      : r.sense?.key === 'DATA PROTECT'
+        ? 'EACCES'
+        : r.sense?.key === 'ILLEGAL REQUEST'
+          ? 'EINVAL'
+          : r.sense?.key === 'NOT READY'
+            ? 'ENOMEDIUM'
+            : 'EIO';
+  return new RmtError(code, msg);
+}
+
+export class TapeDevice {
+  /** The last operation was a write: close (and some moves) must write filemarks. */
+  private writing = false;
+  /** Reads at EOD: the first returns 0 bytes, the next fail. */
+  private eodSeen = false;
+  /** A fixed-block read stopped at a filemark: the next read returns 0 bytes. */
+  private filemarkPending = false;
+  private residue = 0;
+  private closed = false;
+  /** The record being stored behind the client's back, and its error if it failed. */
+  private pendingWrite: Promise<void> | undefined;
+  private deferred: RmtError | undefined;
+  /** The record read ahead for a read of `length` bytes. */
+  private ahead: { length: number; result: Promise<ReadResult> } | undefined;
+
+  private constructor(
+    readonly name: DeviceName,
+    private readonly flags: OpenFlags,
+    private readonly drive: Drive,
+    private readonly medium: Medium,
+  ) {}
+
+  /** Opens a drive session; fails as `open(2)` on a tape device would. */
+  static async open(libs: Libraries, name: DeviceName, flags: OpenFlags): Promise<TapeDevice> {
+    let drive: Drive;
+    let medium: Medium;
+    try {
+      drive = await libs.drive(name.library, name.drive);
+      medium = await drive.open();
+    } catch (err) {
+      if (err instanceof LibraryError) throw errnoOfLibrary(err);
+      throw err;
+    }
+    const refuse = async (e: RmtError): Promise<never> => {
+      await drive.close();
+      throw e;
+    };
+    if (!medium.isLoaded && !flags.nonblock) await refuse(new RmtError('ENOMEDIUM', `the cartridge in drive ${name.drive} of ${name.library} is offline (load it, or open with O_NONBLOCK and send MTLOAD)`));
+    if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new RmtError('EROFS', 'the cartridge is write protected'));
+    return new TapeDevice(name, flags, drive, medium);
+  }
+
+  get writable(): boolean {
+    return this.flags.access !== 'read';
+  }
+
+  async write(data: Buffer): Promise<number> {
+    if (!this.writable) throw new RmtError('EBADF', 'the device is open for reading only');
+    if (data.length > MAX_TRANSFER) throw new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes`);
+    await this.settle();
+    this.moved();
+    const bs = this.medium.blockSize;
+    if (bs > 0 && data.length % bs !== 0) throw new RmtError('EINVAL', `${data.length} bytes is not a whole number of ${bs}-byte blocks`);
+    if (this.writing && this.farFromEnd()) {
+      // Streaming: the previous write succeeded at EOD and this one cannot reach the early
+      // warning zone, so it can only fail on an internal error, reported by the next command.
+      this.pendingWrite = this.medium.write(data).then(
+        (r) => {
+          this.residue = r.residue;
+          if (!r.ok || r.transferred !== data.length) this.deferred = errnoOf(r);
+        },
+        (err: Error) => {
+          this.deferred = new RmtError('EIO', err.message);
+        },
+      );
+      return data.length;
+    }
+    const r = await this.medium.write(data);
+    this.residue = r.residue;
+    if (!r.ok && r.transferred === 0) throw errnoOf(r);
+    this.writing = true;
+    return r.transferred;
+  }
+
+  private farFromEnd(): boolean {
+    const m = this.medium;
+    return m.eod.eodByte + 2 * MAX_TRANSFER < m.cfg.capacity - m.cfg.earlyWarning;
+  }
+
+  /**
+   * Before any command but a streaming write or read: waits for the record in flight and puts
+   * a record read ahead back; throws a deferred error.
+   */
+  private async settle(): Promise<void> {
+    const w = this.pendingWrite;
+    this.pendingWrite = undefined;
+    if (w) await w;
+    const a = this.ahead;
+    this.ahead = undefined;
+    if (a) await this.unread(await a.result);
+    const e = this.deferred;
+    this.deferred = undefined;
+    if (e) {
+      this.writing = false;
+      throw e;
+    }
+  }
+
+  /** Moves back over the object a read-ahead passed; a checksum failure it met is deferred. */
+  private async unread(r: ReadResult): Promise<void> {
+    if (r.transferred > 0 || r.filemark) {
+      const back = await this.medium.space('records', -1);
+      // Back over a filemark, space stops on its BOM side and reports it: that is the goal.
+      if (!back.ok && !back.filemark) this.deferred = errnoOf(back);
+    }
+    if (r.sense?.key === 'MEDIUM ERROR') this.deferred = errnoOf(r);
+  }
+
+  async read(length: number): Promise<Buffer> {
+    if (this.flags.access === 'write') throw new RmtError('EBADF', 'the device is open for writing only');
+    let r: ReadResult;
+    const a = this.ahead;
+    if (a && a.length === length) {
+      this.ahead = undefined;
+      r = await a.result;
+    } else {
+      await this.settle();
+      this.writing = false;
+      if (this.filemarkPending) {
+        this.filemarkPending = false;
+        return Buffer.alloc(0);
+      }
+      const bs = this.medium.blockSize;
+      if (bs > 0 && length > MAX_TRANSFER) throw new RmtError('EINVAL', `a fixed-block read transfers at most ${MAX_TRANSFER} bytes`);
+      if (bs > 0 && length % bs !== 0) throw new RmtError('EINVAL', `${length} bytes is not a whole number of ${bs}-byte blocks`);
+      r = await this.medium.read(this.readLength(length));
+    }
+    this.residue = r.residue;
+    // A whole record in variable mode: the client will most likely ask for the next one.
+    if (r.ok && r.transferred > 0 && !r.filemark && this.medium.blockSize === 0) {
+      this.ahead = { length, result: this.medium.read(this.readLength(length)) };
+      // A failure surfaces when the result is used (or put back); never as unhandled.
+      this.ahead.result.catch(() => undefined);
+    }
+    return this.answer(r);
+  }
+
+  /** No record is longer than the tape maximum: a larger buffer reads the same. */
+  private readLength(length: number): number {
+    return this.medium.blockSize === 0 ? Math.min(length, MAX_TRANSFER) : length;
+  }
+
+  /** st's answer to a read result. */
+  private answer(r: ReadResult): Buffer {
+    if (r.eod && r.sense?.key === 'BLANK CHECK') {
+      if (r.transferred > 0) {
+        this.eodSeen = false;
+        return r.data;
+      }
+      if (this.eodSeen) throw new RmtError('EIO', 'end of data');
+      this.eodSeen = true;
+      return r.data;
+    }
+    this.eodSeen = false;
+    if (r.ili && r.residue < 0) throw new RmtError('ENOMEM', r.sense?.message);
+    if (!r.ok) throw errnoOf(r);
+    if (r.filemark && r.transferred > 0) this.filemarkPending = true;
+    return r.data;
+  }
+
+  /** MTIOCTOP: returns the value of the `A` reply. */
+  async ioctl(opcode: number, count: number): Promise<number> {
+    await this.settle();
+    const op = tapeOp(this.name.dialect, opcode);
+    if (op === undefined) throw new RmtError('EINVAL', `unknown ${this.name.dialect === 'linux' ? 'MTIOCTOP' : 'STIOCTOP'} operation ${opcode}`);
+    if (!Number.isSafeInteger(count) || Math.abs(count) > 0x7fffffff) throw new RmtError('EINVAL', `count ${count} is out of range`);
+    if (this.writing && FILEMARK_FIRST.has(op)) await this.check(await this.medium.writeFilemarks(1));
+    if (!KEEPS_WRITING.has(op)) this.writing = false;
+    this.moved();
+    return this.operate(op, count);
+  }
+
+  private async operate(op: string, count: number): Promise<number> {
+    const m = this.medium;
+    switch (op) {
+      case 'fsf':
+        return this.space('filemarks', count);
+      case 'bsf':
+        return this.space('filemarks', -count);
+      case 'fsr':
+        return this.space('records', count);
+      case 'bsr':
+        return this.space('records', -count);
+      case 'fsfm': // past `count` filemarks, then back before the last one
+        await this.space('filemarks', count);
+        return this.space('filemarks', -1);
+      case 'bsfm': // back over `count` filemarks, then forward past the last one
+        await this.space('filemarks', -count);
+        return this.space('filemarks', 1);
+      case 'eom':
+        return this.check(await m.space('eod'));
+      case 'weof':
+        if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
+        if (count < 0) throw new RmtError('EINVAL', 'negative filemark count');
+        return this.check(await m.writeFilemarks(count), count);
+      case 'nop':
+        if (this.writable && m.isLoaded) return this.check(await m.writeFilemarks(0));
+        return 0;
+      case 'reset':
+      case 'rewind':
+      case 'retension':
+        return this.check(await m.rewind());
+      case 'offline':
+      case 'unload':
+        this.check(await m.rewind());
+        return this.check(await m.unload());
+      case 'load':
+        return this.check(await m.load());
+      case 'erase':
+        if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
+        return this.check(await m.erase());
+      case 'setblk':
+        return this.check(await this.drive.setBlockSize(count));
+      case 'seek':
+        return this.check(await m.locate(count));
+      case 'tell':
+        if (!m.isLoaded) throw new RmtError('ENOMEDIUM');
+        return (await m.readPosition()).lba;
+      default:
+        return 0;
+    }
+  }
+
+  private async space(kind: 'filemarks' | 'records', count: number): Promise<number> {
+    return this.check(await this.medium.space(kind, count), Math.abs(count));
+  }
+
+  /** A failed result throws its errno; a good one answers `value`. */
+  private check(r: TapeResult, value = 0): number {
+    this.residue = r.residue;
+    if (!r.ok) throw errnoOf(r);
+    return value;
+  }
+
+  /** Anything but reading forgets st's read state. */
+  private moved(): void {
+    this.eodSeen = false;
+    this.filemarkPending = false;
+  }
+
+  /** MTIOCGET: Linux x86-64 `struct mtget`. */
+  async status(): Promise<Buffer> {
+    await this.settle();
+    const b = Buffer.alloc(MTGET_SIZE);
+    const m = this.medium;
+    b.writeBigInt64LE(BigInt(MT_ISSCSI2), 0);
+    b.writeBigInt64LE(BigInt(this.residue), 8);
+    let gstat = 0;
+    let fileno = -1;
+    let blkno = -1;
+    if (m.isLoaded) {
+      const p = await m.readPosition();
+      const dsreg = (((DENSITY[m.cfg.mediaType] ?? 0) << 24) | (m.blockSize & 0xffffff)) >>> 0;
+      b.writeBigInt64LE(BigInt(dsreg), 16);
+      gstat = GMT.ONLINE;
+      if (p.lba === 0) gstat |= GMT.BOT;
+      else if (p.block === 0 && p.file > 0) gstat |= GMT.EOF;
+      if (p.eod) gstat |= GMT.EOD;
+      if (p.beyondEarlyWarning) gstat |= GMT.EOT;
+      if (m.cfg.writeProtected) gstat |= GMT.WR_PROT;
+      fileno = p.file;
+      blkno = p.block;
+    } else {
+      gstat = GMT.DR_OPEN;
+    }
+    b.writeBigInt64LE(BigInt(gstat >>> 0), 24);
+    b.writeInt32LE(fileno, 40);
+    b.writeInt32LE(blkno, 44);
+    return b;
+  }
+
+  /** lseek(2) on a tape device moves nothing (Linux st uses noop_llseek): answers 0. */
+  seek(offset: number, whence: number): number {
+    if (!Number.isSafeInteger(offset) || whence < 0 || whence > 2) throw new RmtError('EINVAL', 'bad lseek offset or whence');
+    return 0;
+  }
+
+  /** Closes the device: filemarks after writing, rewind for rewinding devices; a sync point. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.settle();
+      if (this.writing && this.medium.isLoaded) {
+        const r = await this.medium.writeFilemarks(this.name.closeFilemarks);
+        if (!r.ok) throw errnoOf(r);
+      }
+    } finally {
+      this.writing = false;
+      await this.drive.close({ rewind: this.name.rewindOnClose });
+    }
+  }
+}

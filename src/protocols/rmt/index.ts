@@ -1,0 +1,22 @@
+/**
+ * Remote tape protocol (rmt): how unchanged backup tools (GNU tar, cpio, mt; AIX mksysb-style
+ * tapes) reach vtl's drives, over TCP (127.0.0.1:7421) or through `vtl rmt` on stdin/stdout.
+ *
+ * Guarantees:
+ * - Device names `/LIB/stN` (rewind on close) and `/LIB/nstN` speak Linux MTIOCTOP opcodes;
+ *   `/LIB/rmtN` (rewind on close) and `/LIB/rmtN.1` speak AIX STIOCTOP opcodes. N is the drive
+ *   number (from 0); the drive must hold a cartridge.
+ * - Replies follow the rmt protocol (`A<n>`, `E<errno>\n<message>`), reads and closes behave as
+ *   Linux st (see device.ts), S answers a Linux x86-64 `struct mtget`.
+ * - Filemarks and closes are sync points: the reply comes only after the data is durable. A
+ *   client that disconnects is closed as if it had sent C; a partial record is never written.
+ * - One session per drive: a second open gets EBUSY.
+ * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
+ *   length is checked (records at most 2 MiB) before anything is allocated or read.
+ */
+export { RmtServer, DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './server.js';
+export type { RmtServerOptions } from './server.js';
+export { runRmtBridge, parseServerAddress } from './bridge.js';
+export { parseDevice, parseOpenFlags, tapeOp, RmtError, ERRNO } from './names.js';
+export type { DeviceName, Dialect, TapeOp } from './names.js';
+export { MAX_TRANSFER, MTGET_SIZE, GMT } from './device.js';

@@ -1,0 +1,135 @@
+/**
+ * The bytes a client sent, read as rmt needs them: single command bytes, argument lines and
+ * exact-length payloads. The buffer is bounded: past `highWater` bytes the socket is paused
+ * until the session consumes them, so a fast or hostile client cannot grow memory.
+ */
+import type { Socket } from 'node:net';
+
+/** The client broke the protocol beyond recovery (an argument line too long). */
+export class ProtocolError extends Error {}
+
+export class Input {
+  private chunks: Buffer[] = [];
+  /** Bytes of chunks[0] already consumed. */
+  private head = 0;
+  private size = 0;
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly highWater: number,
+  ) {
+    socket.on('data', (c: Buffer) => {
+      this.chunks.push(c);
+      this.size += c.length;
+      if (this.size >= this.highWater) socket.pause();
+      this.notify();
+    });
+    const end = () => {
+      this.ended = true;
+      this.notify();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+  }
+
+  /** Bytes received and not yet consumed. */
+  get buffered(): number {
+    return this.size;
+  }
+
+  /** Stops reading: what is buffered stays, nothing more arrives. */
+  stop(): void {
+    this.ended = true;
+    this.notify();
+  }
+
+  /** The next byte, or null at end of input. */
+  async byte(): Promise<number | null> {
+    if (!(await this.want(1))) return null;
+    const b = this.chunks[0][this.head];
+    this.consume(1);
+    return b;
+  }
+
+  /** Bytes up to a newline (dropped), or null at end of input; a longer line is an error. */
+  async line(max: number): Promise<string | null> {
+    for (;;) {
+      const at = this.indexOfNewline(max + 1);
+      if (at >= 0) {
+        const text = this.take(at).toString('latin1');
+        this.consume(1);
+        return text;
+      }
+      if (this.size > max) throw new ProtocolError(`argument longer than ${max} bytes`);
+      if (!(await this.want(this.size + 1))) return null;
+    }
+  }
+
+  /** Exactly `n` bytes, or null if the input ends first. The caller has bounded `n`. */
+  async exact(n: number): Promise<Buffer | null> {
+    if (!(await this.want(n))) return null;
+    return this.take(n);
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Waits until `n` bytes are buffered; false if the input ended before. */
+  private async want(n: number): Promise<boolean> {
+    while (this.size < n) {
+      if (this.ended) return false;
+      if (this.socket.isPaused() && !this.socket.destroyed) this.socket.resume();
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    return true;
+  }
+
+  /** Position of the first newline among the first `limit` buffered bytes, or -1. */
+  private indexOfNewline(limit: number): number {
+    let offset = 0;
+    for (let i = 0; i < this.chunks.length && offset < limit; i++) {
+      const c = this.chunks[i];
+      const start = i === 0 ? this.head : 0;
+      const end = Math.min(c.length, start + (limit - offset));
+      const at = c.indexOf(0x0a, start);
+      if (at >= 0 && at < end) return offset + (at - start);
+      offset += end - start;
+    }
+    return -1;
+  }
+
+  /** Removes and returns `n` buffered bytes (a view when they lie in one chunk). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first && first.length - this.head >= n) {
+      const out = first.subarray(this.head, this.head + n);
+      this.consume(n);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const k = Math.min(n - filled, c.length - this.head);
+      c.copy(out, filled, this.head, this.head + k);
+      filled += k;
+      this.consume(k);
+    }
+    return out;
+  }
+
+  private consume(n: number): void {
+    this.head += n;
+    this.size -= n;
+    while (this.chunks.length > 0 && this.head >= this.chunks[0].length) {
+      this.head -= this.chunks[0].length;
+      this.chunks.shift();
+    }
+    if (this.size < this.highWater / 2 && this.socket.isPaused() && !this.socket.destroyed && !this.ended) this.socket.resume();
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The rmt server: one session per TCP connection (127.0.0.1:7421 by default). Closing the
+ * server stops every session after its current command and closes its device, so everything
+ * clients wrote reaches a sync point.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Libraries } from '../../library/index.js';
+import { RmtSession } from './session.js';
+
+export const DEFAULT_RMT_HOST = '127.0.0.1';
+export const DEFAULT_RMT_PORT = 7421;
+/** Each session buffers at most a few MiB; this bounds the server's memory. */
+const MAX_CONNECTIONS = 256;
+
+export interface RmtServerOptions {
+  libraries: Libraries;
+  host?: string;
+  port?: number;
+  /** Receives one line per command (debugging). */
+  trace?: (line: string) => void;
+  /** On close, how long a client that does not read its replies may hold up its session. */
+  closeGraceMs?: number;
+}
+
+export class RmtServer {
+  private server: Server | undefined;
+  private readonly sessions = new Set<RmtSession>();
+
+  constructor(private readonly opts: RmtServerOptions) {}
+
+  listen(): Promise<{ host: string; port: number }> {
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+    server.maxConnections = MAX_CONNECTIONS;
+    this.server = server;
+    const host = this.opts.host ?? DEFAULT_RMT_HOST;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port ?? DEFAULT_RMT_PORT, host, () => {
+        server.off('error', reject);
+        const addr = server.address();
+        resolve({ host, port: typeof addr === 'object' && addr ? addr.port : (this.opts.port ?? DEFAULT_RMT_PORT) });
+      });
+    });
+  }
+
+  /** Connections being served. */
+  get connections(): number {
+    return this.sessions.size;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all([...this.sessions].map((s) => s.stop(this.opts.closeGraceMs)));
+    await closed;
+  }
+
+  private accept(socket: Socket): void {
+    socket.setKeepAlive(true, 60_000);
+    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace });
+    this.sessions.add(session);
+    void session.done.finally(() => {
+      this.sessions.delete(session);
+      // The session has ended its side; do not wait for a client that never closes its own.
+      socket.destroySoon();
+    });
+  }
+}

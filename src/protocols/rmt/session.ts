@@ -1,0 +1,288 @@
+/**
+ * One rmt connection: reads commands one at a time, runs them on the open tape device and
+ * answers `A<n>\n` (plus data for R and S) or `E<errno>\n<message>\n`.
+ *
+ * Protocol errors the session cannot resynchronize from (an unknown command byte, an argument
+ * line past its limit, a W whose length is not a valid record size) are answered with an E
+ * reply and the connection is closed: nothing announced is ever allocated or read before its
+ * length is checked. The end of input is an implicit close of the device.
+ */
+import type { Socket } from 'node:net';
+import type { Libraries } from '../../library/index.js';
+import { MAX_TRANSFER, TapeDevice } from './device.js';
+import { Input, ProtocolError } from './input.js';
+import { RmtError, parseDevice, parseOpenFlags } from './names.js';
+
+/** Longest device name (PATH_MAX) and longest numeric or flags argument. */
+const MAX_NAME = 4096;
+const MAX_ARG = 256;
+const NUMBER = /^\s*([+-]?\d{1,19})\s*$/;
+
+/** End the connection after replying. */
+class Fatal extends Error {
+  constructor(readonly reply: RmtError) {
+    super(reply.message);
+  }
+}
+
+export interface SessionOptions {
+  libraries: Libraries;
+  trace?: (line: string) => void;
+}
+
+export class RmtSession {
+  private readonly input: Input;
+  private device: TapeDevice | undefined;
+  private stopping = false;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly opts: SessionOptions,
+  ) {
+    this.input = new Input(socket, MAX_TRANSFER + 256 * 1024);
+    socket.on('error', () => this.input.stop());
+    this.done = this.run();
+  }
+
+  /**
+   * Stops reading; the command in progress finishes and the device is closed (a sync point).
+   * A client that does not read its replies is cut off after `graceMs` so the close can run.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    this.input.stop();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([this.done, late]);
+    clearTimeout(timer);
+    this.socket.destroy();
+    await this.done;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopping) {
+        const c = await this.input.byte();
+        if (c === null) break;
+        if (c === 0x0a) continue; // newer clients end S with a newline; tolerate strays
+        if (!(await this.command(c))) break;
+      }
+    } catch (err) {
+      // An internal failure outside any command: answer what we can, then hang up.
+      this.send(`E5\n${clean((err as Error).message)}\n`);
+    } finally {
+      await this.closeDevice().catch(() => undefined);
+      if (!this.socket.destroyed) this.socket.end();
+    }
+  }
+
+  /** Runs one command; false when the connection must close. */
+  private async command(c: number): Promise<boolean> {
+    const letter = String.fromCharCode(c);
+    try {
+      const ok = await this.dispatch(letter);
+      if (!ok) return false;
+    } catch (err) {
+      if (err instanceof Fatal) {
+        this.trace(`${letter} -> E${err.reply.errno} (closing)`);
+        await this.reply(`E${err.reply.errno}\n${clean(err.reply.message)}\n`);
+        return false;
+      }
+      if (err instanceof ProtocolError) {
+        await this.reply(`E22\n${clean(`Invalid argument: ${err.message}`)}\n`);
+        return false;
+      }
+      const e = err instanceof RmtError ? err : new RmtError('EIO', (err as Error).message);
+      this.trace(`${letter} -> E${e.errno} ${e.message}`);
+      await this.reply(`E${e.errno}\n${clean(e.message)}\n`);
+    }
+    return true;
+  }
+
+  /** Returns false at end of input inside a command. */
+  private async dispatch(letter: string): Promise<boolean> {
+    switch (letter) {
+      case 'O':
+        return this.open();
+      case 'C':
+        return this.close();
+      case 'W':
+        return this.write();
+      case 'R':
+        return this.read();
+      case 'I':
+        return this.ioctl();
+      case 'S':
+        return this.status();
+      case 'L':
+        return this.seek();
+      case 'i': // Schily RMT V1 extended ioctl: i<op>\n<count>\n
+        if ((await this.arg()) === null || (await this.arg()) === null) return false;
+        throw new RmtError('EINVAL', 'the extended ioctl command i is not supported; use I');
+      case 's': // Schily extended status: one subcommand byte
+        if ((await this.input.byte()) === null) return false;
+        throw new RmtError('EINVAL', 'the extended status command s is not supported; use S');
+      case 'v': // Schily version query: v<arg>\n
+        if ((await this.arg()) === null) return false;
+        throw new RmtError('EINVAL', 'the version command v is not supported');
+      default:
+        throw new Fatal(new RmtError('EINVAL', `unknown command ${JSON.stringify(letter)}`));
+    }
+  }
+
+  private async open(): Promise<boolean> {
+    const name = await this.input.line(MAX_NAME);
+    if (name === null) return false;
+    const flagsLine = await this.arg();
+    if (flagsLine === null) return false;
+    this.trace(`O ${name} ${flagsLine}`);
+    await this.closeDevice(); // opening again closes the device first, as rmt does
+    const dev = parseDevice(name);
+    if (!dev) throw new RmtError('ENOENT', `${name} is not a vtl device: use /LIBRARY/stN, /LIBRARY/nstN, /LIBRARY/rmtN or /LIBRARY/rmtN.1`);
+    const flags = parseOpenFlags(flagsLine);
+    if (!flags) throw new RmtError('EINVAL', `bad open flags ${JSON.stringify(flagsLine)}`);
+    this.device = await TapeDevice.open(this.opts.libraries, dev, flags);
+    await this.reply('A0\n');
+    return true;
+  }
+
+  private async close(): Promise<boolean> {
+    if ((await this.arg()) === null) return false;
+    this.trace('C');
+    if (!this.device) throw new RmtError('EBADF', 'no device is open');
+    await this.closeDevice();
+    await this.reply('A0\n');
+    return true;
+  }
+
+  private async write(): Promise<boolean> {
+    const line = await this.arg();
+    if (line === null) return false;
+    const n = number(line);
+    // Checked before a single payload byte is read: a bad length cannot be skipped safely.
+    if (n === undefined || n < 0) throw new Fatal(new RmtError('EINVAL', `bad write length ${JSON.stringify(line)}`));
+    if (n > MAX_TRANSFER) throw new Fatal(new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes, ${n} announced`));
+    const data = await this.input.exact(n);
+    if (data === null) return false;
+    const dev = this.openDevice();
+    const k = n === 0 ? 0 : await dev.write(data);
+    await this.reply(`A${k}\n`);
+    return true;
+  }
+
+  private async read(): Promise<boolean> {
+    const line = await this.arg();
+    if (line === null) return false;
+    const n = number(line);
+    if (n === undefined || n < 0) throw new RmtError('EINVAL', `bad read length ${JSON.stringify(line)}`);
+    const dev = this.openDevice();
+    const data = n === 0 ? Buffer.alloc(0) : await dev.read(n);
+    await this.reply(`A${data.length}\n`, data);
+    return true;
+  }
+
+  private async ioctl(): Promise<boolean> {
+    const opLine = await this.arg();
+    if (opLine === null) return false;
+    const countLine = await this.arg();
+    if (countLine === null) return false;
+    this.trace(`I ${opLine} ${countLine}`);
+    const op = number(opLine);
+    const count = number(countLine);
+    if (op === undefined || count === undefined) throw new RmtError('EINVAL', `bad ioctl arguments ${JSON.stringify(opLine)} ${JSON.stringify(countLine)}`);
+    const value = await this.openDevice().ioctl(op, count);
+    await this.reply(`A${value}\n`);
+    return true;
+  }
+
+  private async status(): Promise<boolean> {
+    this.trace('S');
+    const st = await this.openDevice().status();
+    await this.reply(`A${st.length}\n`, st);
+    return true;
+  }
+
+  /** `L<offset>\n<whence>\n` (tar 1.34) or `L<whence>\n<offset>\n` (newer paxutils). */
+  private async seek(): Promise<boolean> {
+    const a = await this.arg();
+    if (a === null) return false;
+    const b = await this.arg();
+    if (b === null) return false;
+    this.trace(`L ${a} ${b}`);
+    const [offset, whence] = seekArgs(a.trim(), b.trim());
+    if (offset === undefined || whence === undefined) throw new RmtError('EINVAL', `bad lseek arguments ${JSON.stringify(a)} ${JSON.stringify(b)}`);
+    await this.reply(`A${this.openDevice().seek(offset, whence)}\n`);
+    return true;
+  }
+
+  private arg(): Promise<string | null> {
+    return this.input.line(MAX_ARG);
+  }
+
+  private openDevice(): TapeDevice {
+    if (!this.device) throw new RmtError('EBADF', 'no device is open: send O first');
+    return this.device;
+  }
+
+  private async closeDevice(): Promise<void> {
+    const dev = this.device;
+    this.device = undefined;
+    if (dev) await dev.close();
+  }
+
+  private trace(line: string): void {
+    this.opts.trace?.(line);
+  }
+
+  private send(text: string, data?: Buffer): boolean {
+    if (this.socket.destroyed || !this.socket.writable) return true;
+    if (!data || data.length === 0) return this.socket.write(text);
+    this.socket.cork();
+    this.socket.write(text);
+    const flushed = this.socket.write(data);
+    this.socket.uncork();
+    return flushed;
+  }
+
+  /** Sends a reply; waits while the client is slow to read (bounded output). */
+  private async reply(text: string, data?: Buffer): Promise<void> {
+    if (this.send(text, data)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+}
+
+function number(line: string): number | undefined {
+  const m = NUMBER.exec(line);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const WHENCE: Record<string, number> = { SET: 0, CUR: 1, END: 2, SEEK_SET: 0, SEEK_CUR: 1, SEEK_END: 2 };
+
+function whenceOf(s: string): number | undefined {
+  if (s in WHENCE) return WHENCE[s];
+  return /^[0-2]$/.test(s) ? Number(s) : undefined;
+}
+
+/** Tells the two argument orders apart: a symbolic whence decides; otherwise tar 1.34's order. */
+function seekArgs(a: string, b: string): [number | undefined, number | undefined] {
+  if (/^[A-Z_]+$/.test(a)) return [number(b), whenceOf(a)];
+  if (/^[A-Z_]+$/.test(b)) return [number(a), whenceOf(b)];
+  if (whenceOf(b) !== undefined) return [number(a), whenceOf(b)];
+  return [number(b), whenceOf(a)];
+}
+
+/** One line of reply text: no newlines, bounded length. */
+function clean(message: string): string {
+  return message.replace(/[\r\n]+/g, ' ').slice(0, 512);
+}
