@@ -9,13 +9,12 @@
  * the store, so a SIGTERM never loses acknowledged data.
  */
 import { access, readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type ApiDeps } from './api/app.js';
 import { TokenStore, ensureAdminToken } from './api/auth.js';
 import { Libraries } from './library/index.js';
+import { RmtServer } from './protocols/rmt/server.js';
 import { ImportJournal, type Recovered } from './protocols/images/index.js';
 import { imageRoutes } from './protocols/images/routes.js';
 import { initDataStore, openDataStore, type DataStore } from './stream/store.js';
@@ -92,8 +91,8 @@ async function readSection(data: string): Promise<FileSection> {
 export interface VtlServer {
   config: ServerConfig;
   url: string;
-  /** host:port of the rmt server, or null when the rmt protocol is not available. */
-  rmtAddress: string | null;
+  /** host:port of the rmt server. */
+  rmtAddress: string;
   adminTokenFile: string;
   /** True when this start created the data directory. */
   initialized: boolean;
@@ -106,12 +105,6 @@ export interface VtlServer {
   close(opts?: { graceMs?: number }): Promise<void>;
 }
 
-interface RmtLike {
-  listen(): Promise<unknown>;
-  close(): Promise<void>;
-  address?: () => unknown;
-}
-
 export async function startServer(flags: StartOptions = {}): Promise<VtlServer> {
   const config = await resolveConfig(flags);
   const version = await packageVersion();
@@ -122,7 +115,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
   }
   const store = await openDataStore(config.data);
   let libraries: Libraries | undefined;
-  let rmt: RmtLike | undefined;
+  let rmt: RmtServer | undefined;
   try {
     libraries = new Libraries({ db: store.db, streams: store.streams });
     // Before anything mounts a medium: undo image imports that a crash cut off.
@@ -134,14 +127,9 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const demoCreated = await firstStart(store, libraries, config.demo);
 
     // ---- protocols --------------------------------------------------------------------------
-    // HOOK (rmt): src/protocols/rmt/server.ts exports `RmtServer({ libraries, host, port })`
-    // with listen() and close(); it is started here when it is present in this build.
-    const rmtModule = await loadOptional('./protocols/rmt/server');
-    let rmtAddress: string | null = null;
-    if (rmtModule?.RmtServer) {
-      rmt = new rmtModule.RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort }) as RmtLike;
-      rmtAddress = addressOf(await rmt.listen(), rmt, config.rmtHost, config.rmtPort);
-    }
+    rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort });
+    const listening = await rmt.listen();
+    const rmtAddress = `${listening.host}:${listening.port}`;
 
     // ---- api ----------------------------------------------------------------------------------
     const app = await buildApp({ libraries, store, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: [imageRoutes(journal), ...(flags.routes ?? [])] });
@@ -173,7 +161,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
 }
 
 /** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
-async function shutdown(app: FastifyInstance, rmt: RmtLike | undefined, libraries: Libraries, store: DataStore, graceMs: number): Promise<void> {
+async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, libraries: Libraries, store: DataStore, graceMs: number): Promise<void> {
   const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
   try {
     await app.close();
@@ -204,26 +192,6 @@ async function firstStart(store: DataStore, libraries: Libraries, demo: boolean)
   }
   await meta.put('started', { firstStartAt: new Date().toISOString() });
   return created;
-}
-
-/**
- * Imports a module of an upper layer if this build has it (`.js` when built, `.ts` under
- * tsx/vitest); `base` is relative to `from` (an import.meta.url) and has no extension.
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function loadOptional(base: string, from: string = import.meta.url): Promise<any> {
-  for (const ext of ['.js', '.ts']) {
-    const url = new URL(base + ext, from);
-    if (existsSync(fileURLToPath(url))) return import(url.href);
-  }
-  return undefined;
-}
-
-function addressOf(listened: unknown, rmt: RmtLike, host: string, port: number): string {
-  const a = (listened ?? rmt.address?.()) as { port?: number; host?: string; address?: string } | string | undefined;
-  if (typeof a === 'string') return a;
-  if (a && typeof a.port === 'number') return `${a.host ?? a.address ?? host}:${a.port}`;
-  return `${host}:${port}`;
 }
 
 async function exists(p: string): Promise<boolean> {

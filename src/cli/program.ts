@@ -9,7 +9,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../dedup/chunker.js';
 import { initDataStore, openDataStore } from '../stream/store.js';
 import { TokenStore, ensureAdminToken } from '../api/auth.js';
-import { loadOptional, startServer, type ServerConfig } from '../server.js';
+import { runRmtBridge } from '../protocols/rmt/bridge.js';
+import { startServer, type ServerConfig } from '../server.js';
 import { benchDedup, formatBench } from './bench-dedup.js';
 import { registerServiceCommands } from './commands.js';
 import { registerImageCommands } from './images.js';
@@ -77,9 +78,7 @@ export function buildProgram(): Command {
     .description('speak rmt on stdin/stdout, relayed to a vtl rmt server (for tar --rsh-command or ssh ForceCommand)')
     .option('--server <host:port>', 'rmt server (default $VTL_RMT or 127.0.0.1:7421)')
     .action(async (o) => {
-      const rmt = await loadOptional('../protocols/rmt/bridge', import.meta.url);
-      if (!rmt?.runRmtBridge) throw new Error('the rmt protocol is not part of this build');
-      await rmt.runRmtBridge(o.server ?? process.env.VTL_RMT ?? '127.0.0.1:7421', process.stdin, process.stdout);
+      await runRmtBridge(o.server ?? process.env.VTL_RMT ?? '127.0.0.1:7421', process.stdin, process.stdout);
     });
 
   const index = program.command('index').description('fingerprint index maintenance');
@@ -162,7 +161,7 @@ async function serve(flags: Partial<ServerConfig>): Promise<void> {
   if (server.initialized) console.log(`vtl: initialized data directory ${c.data}`);
   if (server.demoCreated) console.log('vtl: created demo library lib1 (4 drives, 32 slots, 4 mail slots, cartridges VT0001L7..VT0032L7, LTO-7)');
   console.log(`vtl: serving ${c.data} at ${server.url} (API ${server.url}/api/v1, OpenAPI ${server.url}/api/v1/openapi.json)`);
-  console.log(server.rmtAddress ? `vtl: rmt on ${server.rmtAddress}` : 'vtl: rmt is not available in this build');
+  console.log(`vtl: rmt on ${server.rmtAddress}`);
   console.log(`vtl: admin token in ${server.adminTokenFile} (send it as "Authorization: Bearer <token>")`);
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -135,7 +135,7 @@ export class CodecPool {
         }),
       );
     }
-    return (await Promise.all(jobs)).flat();
+    return (await settleAll(jobs)).flat();
   }
 
   /**
@@ -179,7 +179,7 @@ export class CodecPool {
         jobs.push(this.run(req));
       }
     }
-    return (await Promise.all(jobs)).flat();
+    return (await settleAll(jobs)).flat();
   }
 
   /**
@@ -251,6 +251,17 @@ export class CodecPool {
     await Promise.all(this.all().map((w) => w.terminate()));
     if (CodecPool.instance === this) CodecPool.instance = undefined;
   }
+}
+
+/**
+ * Like Promise.all, but settles only when every job has: a caller may reuse the memory the jobs
+ * read (a stream writer's batch) as soon as this settles, even on failure.
+ */
+async function settleAll<T>(jobs: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(jobs);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 function rebuildError(e: NonNullable<CodecReply['error']>): Error {

@@ -435,7 +435,9 @@ export class ChunkStore {
       at += bytes;
       i = j;
     }
-    await Promise.all(jobs);
+    // Every job settles before this does: the caller reuses `into` right after, even on failure.
+    const failed = (await Promise.allSettled(jobs)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return out;
   }
 

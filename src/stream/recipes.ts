@@ -19,6 +19,7 @@ export const RECIPE_ENTRY = 36;
 export const PAGE_ENTRIES = 1024;
 /** Bytes gathered before chunking, so that small writes cost a copy and nothing else. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+const MAX_FREE_BATCH_BUFFERS = 8;
 
 interface StreamMeta {
   length: number;
@@ -33,6 +34,9 @@ export class RecipeStreams implements Streams {
   readonly pages;
   private readonly counter;
   private readonly writers = new Map<StreamId, RecipeWriter>();
+  /** Writers' batch buffers, recycled: opening and closing many writers must not leave 8 MiB
+   * of shared memory each for the garbage collector (the codec workers hold references too). */
+  private readonly batchBuffers: Buffer[] = [];
   private readonly metaCache = new Map<StreamId, StreamMeta>();
 
   constructor(
@@ -151,8 +155,15 @@ export class RecipeStreams implements Streams {
   }
 
   /** @internal */
-  releaseWriter(id: StreamId): void {
+  releaseWriter(id: StreamId, buffers: Buffer[]): void {
     this.writers.delete(id);
+    for (const b of buffers) if (this.batchBuffers.length < MAX_FREE_BATCH_BUFFERS) this.batchBuffers.push(b);
+  }
+
+  /** @internal A shared-memory batch buffer of `bytes` (recycled when one of that size is free). */
+  takeBatchBuffer(bytes: number): Buffer {
+    const i = this.batchBuffers.findIndex((b) => b.length === bytes);
+    return i >= 0 ? this.batchBuffers.splice(i, 1)[0] : Buffer.from(new SharedArrayBuffer(bytes));
   }
 
   async getMeta(id: StreamId, cached = true): Promise<StreamMeta | undefined> {
@@ -249,7 +260,7 @@ class RecipeWriter implements StreamWriter {
     this.pos = offset;
     this.reserve = streams.store.chunker.params.max;
     const newBatch = (): Batch => {
-      const buf = Buffer.from(new SharedArrayBuffer(this.reserve + BATCH_BYTES));
+      const buf = streams.takeBatchBuffer(this.reserve + BATCH_BYTES);
       return { buf, start: this.reserve, fill: this.reserve };
     };
     this.batch = newBatch();
@@ -313,8 +324,11 @@ class RecipeWriter implements StreamWriter {
         this.carried = cut.then(({ cuts }) => ({ buf: b.buf, start: b.start + (cuts.length ? cuts[cuts.length - 1] : 0), end: b.fill }));
         this.carried.catch(() => undefined);
       }
-      this.inflight = Promise.all([previous, stored]).then(async ([, chunks]) => {
-        for (const c of chunks) this.addEntry(c, c.ref.rawLength);
+      // Settles only once both have: the buffers are reused (or pooled) right after.
+      this.inflight = Promise.allSettled([previous, stored]).then(async ([before, now]) => {
+        if (before.status === 'rejected') throw before.reason;
+        if (now.status === 'rejected') throw now.reason;
+        for (const c of now.value) this.addEntry(c, c.ref.rawLength);
         if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
       });
       // Errors surface at the next write or sync; keep them from being reported as unhandled.
@@ -372,7 +386,7 @@ class RecipeWriter implements StreamWriter {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    this.streams.releaseWriter(this.id);
+    this.streams.releaseWriter(this.id, [this.batch.buf, this.spare.buf]);
   }
 
   private check(): void {
