@@ -1,7 +1,9 @@
-/** A real vtl server in this process on a random port with a temporary data directory. */
+/** A real vtl server on a random port with a temporary data directory. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startServer, type StartOptions, type VtlServer } from '../../src/server.js';
 
 export interface TestServer {
@@ -72,4 +74,49 @@ export async function putFile(t: { url: string; admin: string }, lib: string, dr
 export async function getFile(t: { url: string; admin: string }, lib: string, drive: number): Promise<{ status: number; data: Buffer; headers: Headers }> {
   const res = await fetch(`${t.url}/api/v1/libraries/${lib}/drives/${drive}/file`, { headers: { authorization: `Bearer ${t.admin}` } });
   return { status: res.status, data: Buffer.from(await res.arrayBuffer()), headers: res.headers };
+}
+
+export interface ChildServer {
+  child: ChildProcess;
+  url: string;
+  pid: number;
+  token: string;
+  /** SIGTERM (a graceful stop), then removes the data directory. */
+  stop(): Promise<void>;
+}
+
+/** A vtl server in its own process (so its memory can be measured), on a temp data dir. */
+export async function startChildServer(): Promise<ChildServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'vtl-child-'));
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./server-child.ts', import.meta.url)), join(dir, 'data')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const info = await new Promise<{ url: string; tokenFile: string; pid: number }>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  const token = (await readFile(info.tokenFile, 'utf8')).trim();
+  return {
+    child,
+    url: info.url,
+    pid: info.pid,
+    token,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The peak resident memory of a process so far (VmHWM). */
+export async function peakRss(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }

@@ -3,47 +3,24 @@
  * into a server in its own process, and the server's peak RSS (VmHWM) must stay far below the
  * size of the upload. The file is then checked by its length and tape checksum, not re-read.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { peakRss, startChildServer, type ChildServer } from './helpers.js';
 
 const TOTAL = 1536 * 1024 * 1024;
 const PIECE = 1 << 20;
-let child: ChildProcess;
-let dir: string;
-let info: { url: string; tokenFile: string; pid: number };
+let server: ChildServer;
+let info: { url: string; pid: number };
 let token: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vtl-mem-'));
-  child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'server-child.ts'), join(dir, 'data')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  info = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  token = (await readFile(info.tokenFile, 'utf8')).trim();
+  server = await startChildServer();
+  info = server;
+  token = server.token;
 });
-afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function peakRss(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
+afterAll(() => server?.stop());
 
 /** 1.5 GiB of data: a 64 MiB random pattern with every 1 MiB piece stamped with its number. */
 function source(): Readable {

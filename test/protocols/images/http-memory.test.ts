@@ -4,50 +4,27 @@
  * GET; the two streams hash the same and the server's peak RSS (VmHWM) stays far below the
  * size of the image.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { peakRss, startChildServer, type ChildServer } from '../../api/helpers.js';
 import { CODECS } from '../../../src/protocols/images/index.js';
 
 const RECORD = 256 * 1024;
 const RECORDS = 4096; // 1 GiB of data
 const PER_FILE = 64;
-let child: ChildProcess;
-let dir: string;
-let info: { url: string; tokenFile: string; pid: number };
+let server: ChildServer;
+let info: { url: string; pid: number };
 let token: string;
 const pattern = randomFillSync(Buffer.alloc(16 << 20));
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vtl-img-mem-'));
-  child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '../../api/server-child.ts'), join(dir, 'data')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  info = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  token = (await readFile(info.tokenFile, 'utf8')).trim();
+  server = await startChildServer();
+  info = server;
+  token = server.token;
 });
-afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function peakRss(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
+afterAll(() => server?.stop());
 
 /** The image: files of PER_FILE records, each record stamped with its number, a tapemark after each file. */
 function* image(): Generator<Buffer> {
