@@ -53,6 +53,14 @@ export interface StreamStats {
   logicalBytes: number;
   /** Chunk references in the recipe. */
   chunks: number;
+  /**
+   * Raw and stored (compressed, encrypted) bytes of the distinct chunks the stream refers to.
+   * Chunks shared with other streams count for each of them.
+   */
+  uniqueBytes: number;
+  storedBytes: number;
+  /** False when the recipe had too many distinct chunks to track them all (then approximate). */
+  exact: boolean;
 }
 
 export interface Streams {

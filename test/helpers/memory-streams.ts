@@ -50,7 +50,9 @@ export class MemoryStreams implements Streams {
   async stats(id: StreamId): Promise<StreamStats> {
     let chunks = 0;
     for await (const _ of this.segs.keys({ gte: segKey(id, 0), lt: segEnd(id) })) chunks++;
-    return { logicalBytes: await this.length(id), chunks };
+    // Memory streams keep bytes as written: no dedup, no compression.
+    const logicalBytes = await this.length(id);
+    return { logicalBytes, chunks, uniqueBytes: logicalBytes, storedBytes: logicalBytes, exact: true };
   }
 
   async openWriter(id: StreamId, offset?: number): Promise<StreamWriter> {

@@ -94,6 +94,13 @@ describe('recipe streams', () => {
       const after = s.chunks.getStats();
       expect(after.uniqueBytes - before.uniqueBytes).toBe(0);
       expect((await readAll(s, id2)).equals(data)).toBe(true);
+      // Each stream's own figures count the chunks it refers to, shared or not.
+      const st = await s.streams.stats(id2);
+      expect(st.logicalBytes).toBe(data.length);
+      expect(st.uniqueBytes).toBe(data.length); // random data: no chunk repeats within the stream
+      expect(st.storedBytes).toBeGreaterThan(data.length); // incompressible: stored raw plus frame overhead
+      expect(st.chunks).toBe((await recipeFingerprints(s, id2)).length);
+      expect(st.exact).toBe(true);
     });
   });
 
