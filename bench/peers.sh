@@ -4,7 +4,10 @@
 #
 # Usage: bench/peers.sh [--generations N] [--root DIR] [--work DIR] [--max-bytes N] [--seed N]
 #                       [--drop-caches] [--keep] [--no-vtl] [--vtl-json FILE] [--vtl-args "..."]
+#                       [--borg-encryption MODE]
 #
+#   --borg-encryption MODE  Borg's `borg init --encryption` (default repokey: AES-CTR + HMAC,
+#                    encrypted like vtl and restic; `none` for Borg without encryption).
 #   --generations N  tar generations to back up (default 2): generation 1 is a tar of --root,
 #                    each later one has about 2% of its files changed, some deleted, some added
 #                    (src/cli/sample.ts). Default root /usr, capped at --max-bytes (1.5 GiB).
@@ -39,6 +42,7 @@ MAX_BYTES=$((3 * 2 ** 29)) # 1.5 GiB
 SEED=1
 DROP_CACHES=0
 KEEP=0
+BORG_ENCRYPTION=repokey
 RUN_VTL=1
 VTL_JSON=""
 VTL_ARGS=""
@@ -55,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --seed) SEED="${2:?}"; shift 2 ;;
     --drop-caches) DROP_CACHES=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --borg-encryption) BORG_ENCRYPTION="${2:?}"; shift 2 ;;
     --no-vtl) RUN_VTL=0; shift ;;
     --vtl-json) VTL_JSON="${2:?}"; RUN_VTL=0; shift 2 ;;
     --vtl-args) VTL_ARGS="${2:?}"; shift 2 ;;
@@ -189,10 +194,12 @@ run_vtl() {
 run_borg() {
   local name="$1" restore="$2" repo="$WORK/$1-repo" g=1 f
   shift 2
-  export BORG_BASE_DIR="$WORK/borg-home" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+  # Encrypted like vtl (and restic) unless --borg-encryption says otherwise: comparing an
+  # encrypting store with a plain one would flatter the plain one.
+  export BORG_BASE_DIR="$WORK/borg-home" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_PASSPHRASE=vtl-peers-benchmark
   rm -rf "$repo"
-  borg init --encryption=none "$repo" >>"$LOG" 2>&1 || { fail_step "borg init"; return; }
-  note "$name: borg create $* (then$([[ $restore == 1 ]] || echo " no") extract --stdout)"
+  borg init --encryption="$BORG_ENCRYPTION" "$repo" >>"$LOG" 2>&1 || { fail_step "borg init"; return; }
+  note "$name: borg init --encryption=$BORG_ENCRYPTION; borg create $* (then$([[ $restore == 1 ]] || echo " no") extract --stdout)"
   for f in "${FILES[@]}"; do
     if ! timed "$f" /dev/null borg create "$@" --stdin-name "$(basename "$f")" "$repo::g$g" -; then
       fail_step "borg create g$g"; return
