@@ -14,6 +14,8 @@ import { libraryRoutes } from './routes/libraries.js';
 import { cartridgeRoutes } from './routes/cartridges.js';
 import { driveRoutes } from './routes/drives.js';
 import { systemRoutes } from './routes/system.js';
+import { auditHook, openOps, opsRoutes, type Ops } from './routes/ops.js';
+import { dashboardRoutes } from './dashboard.js';
 import { UsageCounter } from './usage.js';
 
 export interface ApiDeps {
@@ -24,6 +26,10 @@ export interface ApiDeps {
   /** Shown by /health: where rmt listens, when it does. */
   rmt?: () => string | null;
   logger?: boolean;
+  /** Jobs, restore tests and the audit log; opened over `store.db` when not given. */
+  ops?: Ops;
+  /** Where the built dashboard is (default: dist/web of this package). */
+  dashboardDir?: string;
   /**
    * Routes of layers above the API (protocols: e.g. tape images), handed in by the composition
    * root so that the API never imports them. They get the same auth (config.access) and errors.
@@ -32,6 +38,7 @@ export interface ApiDeps {
 }
 
 export interface ApiContext extends ApiDeps {
+  ops: Ops;
   metrics: ApiMetrics;
   usage: UsageCounter;
   openapi: OpenApiCollector;
@@ -67,6 +74,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   const ctx: ApiContext = {
     ...deps,
+    ops: deps.ops ?? (await openOps(deps)),
     metrics: new ApiMetrics(
       () => deps.store.chunks.getStats(),
       async () => ({ libraries: (await deps.libraries.listLibraries()).length, cartridges: await countMedia(deps.libraries) }),
@@ -101,6 +109,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('preValidation', async (req) => {
     if (req.body === undefined && req.routeOptions.schema?.body) req.body = {};
   });
+  auditHook(app, ctx.ops.audit);
+  // Running jobs stop (and record it) before the store below them closes.
+  app.addHook('onClose', async () => {
+    ctx.ops.schedule.close();
+    await ctx.ops.jobs.close();
+    await ctx.ops.alerts.close();
+  });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     ctx.metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
@@ -111,7 +126,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     await systemRoutes(api, ctx);
     await libraryRoutes(api, ctx);
     await cartridgeRoutes(api, ctx);
+    await opsRoutes(api, ctx, ctx.ops);
     await api.register(async (streams) => driveRoutes(streams, ctx));
+    await dashboardRoutes(api, deps.dashboardDir);
     for (const r of deps.routes ?? []) await api.register(async (scope) => r(scope, ctx));
   });
   return app;

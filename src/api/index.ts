@@ -4,11 +4,15 @@
  * Guarantees:
  * - Every route has JSON schemas (fastify validates requests and serializes responses with
  *   them) and the OpenAPI 3 document at /api/v1/openapi.json is generated from those schemas.
- * - Every route except /api/v1/health, /api/v1/openapi.json and /metrics needs a bearer token
- *   whose role (auditor < operator < admin) is at least the route's; the check runs before
- *   any body is read. Tokens are stored as SHA-256 hashes only.
+ * - Every route except /api/v1/health, /api/v1/openapi.json, /metrics and the dashboard's
+ *   static files (`/`, `/assets/...`: no data, no token) needs a bearer token whose role
+ *   (auditor < operator < admin) is at least the route's; the check runs before any body is
+ *   read. Tokens are stored as SHA-256 hashes only.
  * - Errors are `{error, message}`: library error codes and tape sense keys map to 4xx/507;
  *   internal failures are 500 with their details in the server log, not in the response.
+ * - Every mutation made with a valid token (refused ones too) is in the hash-chained audit
+ *   log before its answer leaves; operations (verify, GC, scrub, expiry) run as jobs
+ *   (routes/ops.ts over src/jobs/).
  * - HTTP tape streams (PUT/GET .../drives/:n/file) run inside the drive's session, stream with
  *   bounded memory, answer a PUT only after its filemark is durable, and roll a broken-off
  *   upload back to where it started.

@@ -14,6 +14,7 @@ import { startServer, type ServerConfig } from '../server.js';
 import { benchDedup, formatBench } from './bench-dedup.js';
 import { registerServiceCommands } from './commands.js';
 import { registerImageCommands } from './images.js';
+import { registerOpsCommands } from './ops.js';
 import { generateSample } from './sample.js';
 
 const DEFAULT_DATA = process.env.VTL_DATA ?? './vtl-data';
@@ -151,6 +152,7 @@ export function buildProgram(): Command {
 
   registerServiceCommands(program);
   registerImageCommands(program);
+  registerOpsCommands(program);
   return program;
 }
 

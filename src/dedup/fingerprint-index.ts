@@ -63,6 +63,9 @@ export class FingerprintIndex {
     for await (const key of this.db.keys()) this.bloom.add(key);
   }
 
+  /** Lookups the Bloom filter answered (not indexed) and those that went to LevelDB. */
+  readonly counts = { bloom: 0, leveldb: 0 };
+
   /** Batched lookup; `undefined` where the fingerprint is not indexed. */
   async lookupMany(fingerprints: Buffer[]): Promise<(ChunkRef | undefined)[]> {
     const result: (ChunkRef | undefined)[] = new Array(fingerprints.length).fill(undefined);
@@ -74,6 +77,8 @@ export class FingerprintIndex {
         where.push(i);
       }
     });
+    this.counts.bloom += fingerprints.length - ask.length;
+    this.counts.leveldb += ask.length;
     if (ask.length === 0) return result;
     const values = await this.db.getMany(ask);
     values.forEach((v, j) => {
@@ -103,6 +108,17 @@ export class FingerprintIndex {
       batch.put(k, encodeRef(ref, values, i * REF_BYTES).subarray(i * REF_BYTES, (i + 1) * REF_BYTES), RAW_BUFFERS);
       this.bloom.add(fp);
     });
+  }
+
+  /** Every entry, in key order (scrub's cross-check); streams, holds nothing. */
+  async *entries(): AsyncGenerator<[Buffer, ChunkRef]> {
+    for await (const [k, v] of this.db.iterator()) yield [k, decodeRef(v)];
+  }
+
+  /** Adds deletions of entries to a commit batch (GC). The Bloom filter keeps them: a false positive costs a lookup. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  stageDelete(batch: { del: (k: any, o?: any) => unknown }, fingerprints: Buffer[]): void {
+    for (const fp of fingerprints) batch.del(Buffer.concat([this.prefix, fp]), RAW_BUFFERS);
   }
 
   /** Deletes every entry (used before a rebuild). */

@@ -14,8 +14,14 @@
  *   before its first byte is written.
  * - `readChunks` returns exactly the bytes that were stored or throws `IntegrityError`.
  * - After a crash, `open` seals every unsealed container, keeping its valid frames.
+ * - GC (`beginGc`, `collectContainer`, `endGc`): while it runs, every chunk `putChunks` hands
+ *   out is added to the live set, so nothing written during GC is lost. A container is
+ *   compacted in the crash-safe order: the new container sealed and durable, then the index
+ *   entries moved in one synced batch, then the old file deleted. The open container and
+ *   containers being sealed are never touched. Recipes keep stale location hints; reads of a
+ *   deleted container fall back to the index.
  */
-import { mkdir, readFile, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, stat, unlink, open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import type { Level } from 'level';
@@ -62,6 +68,44 @@ export interface StoredChunk {
   ref: ChunkRef;
 }
 
+/** What GC did to one container. */
+export interface GcContainerResult {
+  container: number;
+  action: 'kept' | 'deleted' | 'compacted' | 'skipped';
+  /** Chunks in its footer, and those of them the index points at and the live set holds. */
+  chunks: number;
+  liveChunks: number;
+  /** Bytes of container files removed minus bytes written. */
+  freedBytes: number;
+  movedChunks: number;
+  movedBytes: number;
+  /** The container the live chunks moved into. */
+  into: number | null;
+  /** Why it was skipped (open, being sealed, gone, damaged). */
+  reason: string | null;
+}
+
+/** What scrub found in one container. */
+export interface ScrubContainerResult {
+  container: number;
+  /** Chunks read and checked (GCM tag, decompression, fingerprint of the plaintext). */
+  chunksChecked: number;
+  bytesRead: number;
+  damaged: Array<{ fingerprint: string; offset: number; reason: string }>;
+  /** The footer itself failed: no chunk of the container can be listed. */
+  footerDamaged: string | null;
+  /** Footer chunks for which the index names this container but another offset. */
+  indexMismatches: number;
+  /** The container disappeared while scrub ran (GC). */
+  gone: boolean;
+}
+
+/** The live set GC marks: a Bloom filter (false positives only keep some garbage). */
+export interface LiveSet {
+  add(fingerprint: Uint8Array): void;
+  mayContain(fingerprint: Uint8Array): boolean;
+}
+
 export interface StoreStats {
   /** Bytes of container files (frames, headers, footers). */
   storedBytes: number;
@@ -95,6 +139,10 @@ export class ChunkStore {
   private lock: Promise<unknown> = Promise.resolve();
   private readonly codec = CodecPool.shared();
   private closed = false;
+  /** Chunks found in the open container's map and in the locality cache. */
+  private readonly cacheHits = { recent: 0, locality: 0 };
+  /** While GC runs: every chunk handed out by putChunks is live. */
+  private gcLive: LiveSet | undefined;
 
   private constructor(
     readonly dir: string,
@@ -175,6 +223,11 @@ export class ChunkStore {
     return this.exclusive(() => this.keyring.rotateMasterKey(this.dataKeyTable()));
   }
 
+  /** Chunk lookups by the level that answered: open container, locality cache, Bloom filter (new chunk), LevelDB. */
+  lookupCounts(): { recent: number; locality: number; bloom: number; leveldb: number } {
+    return { ...this.cacheHits, ...this.index.counts };
+  }
+
   /** Store-wide figures; stored bytes include the open container. */
   getStats(): StoreStats {
     return { ...this.stats, storedBytes: this.stats.storedBytes + (this.writer?.size ?? 0) };
@@ -231,7 +284,9 @@ export class ChunkStore {
     const unknown: number[] = [];
     for (let i = 0; i < n; i++) {
       const key = keys[i];
-      const ref = this.recent.get(key) ?? this.locality.get(key);
+      let ref = this.recent.get(key);
+      if (ref) this.cacheHits.recent++;
+      else if ((ref = this.locality.get(key))) this.cacheHits.locality++;
       if (ref) {
         refs[i] = ref;
       } else {
@@ -254,6 +309,7 @@ export class ChunkStore {
 
     const out = new Array<StoredChunk>(n);
     for (let i = 0; i < n; i++) out[i] = { fingerprint: fps[i], ref: refs[i]! };
+    if (this.gcLive) for (const fp of fps) this.gcLive.add(fp);
     return out;
   }
 
@@ -331,17 +387,226 @@ export class ChunkStore {
 
   private async openWriter(): Promise<ContainerWriter> {
     if (this.writer) return this.writer;
+    this.writer = await this.newContainer();
+    this.stats.containers++;
+    return this.writer;
+  }
+
+  /** A new container: the id is consumed and the key durable before its first byte exists. */
+  private async newContainer(): Promise<ContainerWriter> {
     const next = ((await this.meta.get('nextContainer')) as number | undefined) ?? 1;
     const { key, wrapped } = this.keyring.newDataKey(next);
-    // The id is consumed and the key durable before the container's first byte exists.
     const batch = this.db.batch() as CommitBatch;
     batch.put('nextContainer', next + 1, { sublevel: this.meta });
     batch.put(containerKey(next), wrapped, { sublevel: this.keyTable });
     await batch.write(SYNC);
     this.dataKeys.set(next, key);
-    this.writer = await ContainerWriter.create(this.containersDir, next, key);
+    return ContainerWriter.create(this.containersDir, next, key);
+  }
+
+  // ---- scrub -----------------------------------------------------------------------------------
+
+  /** Sealed containers scrub reads, oldest first. */
+  async sealedContainers(): Promise<number[]> {
+    return (await listContainers(this.containersDir)).filter((c) => c.sealed).map((c) => c.id);
+  }
+
+  /**
+   * Reads every chunk of a sealed container and checks it: the frame's GCM tag (with the
+   * fingerprint as associated data), decompression, and the fingerprint of the plaintext; and
+   * cross-checks the footer against the index. Never changes anything.
+   */
+  async scrubContainer(id: number): Promise<ScrubContainerResult> {
+    const res: ScrubContainerResult = { container: id, chunksChecked: 0, bytesRead: 0, damaged: [], footerDamaged: null, indexMismatches: 0, gone: false };
+    const path = containerPath(this.containersDir, id, true);
+    const gone = async () => !(await exists(path));
+    let footer: FooterEntry[];
+    let reader: ContainerReader;
+    try {
+      reader = await ContainerReader.open(this.containersDir, id, await this.dataKey(id));
+    } catch (err) {
+      if (await gone()) return { ...res, gone: true };
+      return { ...res, footerDamaged: (err as Error).message };
+    }
+    try {
+      try {
+        footer = await reader.footer();
+      } catch (err) {
+        if (await gone()) return { ...res, gone: true };
+        return { ...res, footerDamaged: (err as Error).message };
+      }
+      const refs = await this.index.lookupMany(footer.map((e) => e.fingerprint));
+      // The index may point to a newer copy elsewhere (compaction), never to another frame here.
+      footer.forEach((e, i) => {
+        if (refs[i]?.container === id && refs[i]?.offset !== e.offset) res.indexMismatches++;
+      });
+      for (const e of footer) {
+        res.chunksChecked++;
+        res.bytesRead += e.frameLength;
+        const why = await this.checkChunk(reader, e);
+        if (why) res.damaged.push({ fingerprint: e.fingerprint.toString('hex'), offset: e.offset, reason: why });
+      }
+      return res;
+    } finally {
+      await reader.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Index entries that point at a container that does not exist (or at a frame beyond its
+   * footer's chunks): the chunk is lost even though the index knows it. One pass, memory
+   * bounded by the number of containers.
+   */
+  async scrubIndex(): Promise<{ entries: number; dangling: number; sample: Array<{ fingerprint: string; container: number }> }> {
+    const present = new Set((await listContainers(this.containersDir)).map((c) => c.id));
+    if (this.writer) present.add(this.writer.id);
+    for (const id of this.sealing.keys()) present.add(id);
+    const out = { entries: 0, dangling: 0, sample: [] as Array<{ fingerprint: string; container: number }> };
+    for await (const [fp, ref] of this.index.entries()) {
+      out.entries++;
+      if (present.has(ref.container)) continue;
+      // GC may have moved it since the listing: the index is asked again before it counts.
+      const now = await this.index.lookup(fp);
+      if (!now || present.has(now.container) || (await exists(containerPath(this.containersDir, now.container, true)))) continue;
+      out.dangling++;
+      if (out.sample.length < 100) out.sample.push({ fingerprint: fp.toString('hex'), container: ref.container });
+    }
+    return out;
+  }
+
+  /** Why a chunk is damaged, or null when it reads back and hashes to its fingerprint. */
+  private async checkChunk(reader: ContainerReader, e: FooterEntry): Promise<string | null> {
+    let raw: Buffer;
+    try {
+      raw = await reader.read(e, e.fingerprint);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    if (raw.length !== e.rawLength) return `raw length ${raw.length}, the footer says ${e.rawLength}`;
+    const fp = Buffer.allocUnsafe(16);
+    fingerprintBytes(fingerprintKey(this.keyring.fingerprintSecret, raw), fp, 0);
+    return fp.equals(e.fingerprint) ? null : 'the plaintext does not hash to its fingerprint';
+  }
+
+  // ---- garbage collection ---------------------------------------------------------------------
+
+  /**
+   * Starts recording: from now on every chunk putChunks hands out joins `live`. `canStart` is
+   * asked under the store lock (e.g. "no stream writer holds unsynced references"); when it
+   * says no, nothing starts and this resolves false.
+   */
+  beginGc(live: LiveSet, canStart: () => boolean = () => true): Promise<boolean> {
+    return this.exclusive(async () => {
+      if (this.gcLive) throw new Error('a GC is already running on this store');
+      if (!canStart()) return false;
+      this.gcLive = live;
+      return true;
+    });
+  }
+
+  endGc(): void {
+    this.gcLive = undefined;
+  }
+
+  /** Ids of sealed containers GC may look at, oldest first. */
+  async gcCandidates(): Promise<number[]> {
+    return (await listContainers(this.containersDir)).filter((c) => c.sealed && c.id !== this.writer?.id && !this.sealing.has(c.id)).map((c) => c.id);
+  }
+
+  /**
+   * Collects one container under the store lock: deletes it when no chunk of it is live,
+   * compacts it when its live share (by stored bytes) is below `threshold`, else keeps it.
+   * A chunk counts only where the index points at this very frame (copies left by an
+   * interrupted compaction are garbage).
+   */
+  collectContainer(id: number, threshold: number): Promise<GcContainerResult> {
+    return this.exclusive(async () => {
+      const res: GcContainerResult = { container: id, action: 'skipped', chunks: 0, liveChunks: 0, freedBytes: 0, movedChunks: 0, movedBytes: 0, into: null, reason: null };
+      const live = this.gcLive;
+      if (!live) throw new Error('collectContainer needs beginGc first');
+      if (this.writer?.id === id || this.sealing.has(id)) return { ...res, reason: 'open or being sealed' };
+      const path = containerPath(this.containersDir, id, true);
+      const size = await stat(path).then((st) => st.size, () => -1);
+      if (size < 0) return { ...res, reason: 'gone' };
+      let footer: FooterEntry[];
+      try {
+        footer = await (await this.reader(id)).footer();
+      } catch (err) {
+        return { ...res, reason: `unreadable footer: ${(err as Error).message}` };
+      }
+      const refs = await this.index.lookupMany(footer.map((e) => e.fingerprint));
+      const owned = footer.filter((e, i) => refs[i]?.container === id && refs[i]?.offset === e.offset);
+      const alive = owned.filter((e) => live.mayContain(e.fingerprint));
+      const dead = owned.filter((e) => !live.mayContain(e.fingerprint));
+      res.chunks = footer.length;
+      res.liveChunks = alive.length;
+      const total = footer.reduce((n, e) => n + e.frameLength, 0);
+      const liveBytes = alive.reduce((n, e) => n + e.frameLength, 0);
+      if (alive.length > 0 && liveBytes >= threshold * total) return { ...res, action: 'kept' };
+      let moved: Array<[Buffer, ChunkRef]> = [];
+      if (alive.length > 0) {
+        try {
+          const copy = await this.copyForward(id, alive);
+          moved = copy.moved;
+          res.into = copy.into;
+          res.movedChunks = alive.length;
+          res.movedBytes = copy.size;
+          this.stats.storedBytes += copy.size;
+        } catch (err) {
+          return { ...res, reason: `compaction failed, container kept: ${(err as Error).message}` };
+        }
+      }
+      // Index first (synced): the chunks live on in the new container or are gone for good.
+      this.stats.chunks -= dead.length;
+      this.stats.uniqueBytes -= dead.reduce((n, e) => n + e.rawLength, 0);
+      this.stats.storedBytes -= size;
+      this.stats.containers--;
+      const batch = this.db.batch() as CommitBatch;
+      this.index.stage(batch, moved);
+      this.index.stageDelete(batch, dead.map((e) => e.fingerprint));
+      batch.put('stats', this.stats, { sublevel: this.meta });
+      await batch.write(SYNC);
+      await this.forgetContainer(id, path);
+      res.freedBytes = size - res.movedBytes;
+      res.action = alive.length > 0 ? 'compacted' : 'deleted';
+      return res;
+    });
+  }
+
+  /** Copies live chunks into a new container, sealed and durable before this resolves. */
+  private async copyForward(from: number, alive: FooterEntry[]): Promise<{ moved: Array<[Buffer, ChunkRef]>; into: number; size: number }> {
+    const reader = await this.reader(from);
+    const raws = await reader.readMany(alive.map((e) => ({ ref: e, fingerprint: e.fingerprint })));
+    const w = await this.newContainer();
     this.stats.containers++;
-    return this.writer;
+    try {
+      const key = await this.dataKey(w.id);
+      const first = w.nextSeq();
+      const frames = await this.codec.seal(key, alive.map((e, j) => ({ containerId: w.id, seq: first + j, fingerprint: e.fingerprint, raw: raws[j] })));
+      const moved = alive.map((e, j): [Buffer, ChunkRef] => [e.fingerprint, w.append(e.fingerprint, frames[j], raws[j].length)]);
+      await w.seal();
+      const size = (await stat(containerPath(this.containersDir, w.id, true))).size;
+      return { moved, into: w.id, size };
+    } catch (err) {
+      this.stats.containers--;
+      await w.abandon().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Drops every cached trace of a container, deletes its file, then its data key. */
+  private async forgetContainer(id: number, path: string): Promise<void> {
+    this.locality.drop(id);
+    const r = this.readers.get(id);
+    this.readers.delete(id);
+    await (await r?.catch(() => undefined))?.close();
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await syncDir(this.containersDir);
+    // A reader that finds no key falls back to the index (readRelocated).
+    await this.keyTable.del(containerKey(id));
+    this.dataKeys.delete(id);
   }
 
   /**
@@ -587,6 +852,15 @@ function containerKey(id: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(id, 0);
   return b;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await openFile(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -49,6 +49,11 @@ export class RecipeStreams implements Streams {
     this.counter = db.sublevel<string, number>('streamcounter', { valueEncoding: 'json' });
   }
 
+  /** Streams open for writing: their unsynced chunk references live only in their writers. */
+  get openWriters(): number {
+    return this.writers.size;
+  }
+
   async create(): Promise<StreamId> {
     const next = ((await this.counter.get('next')) ?? 1) as number;
     const id = next.toString(16).padStart(16, '0');

@@ -14,6 +14,8 @@
  *   its last sync point.
  * - Writing anywhere but EOD truncates the map and the stream there. WORM media accept writes
  *   only at EOD and refuse erase while retention holds (forever when no retention date is set).
+ *   Any medium whose retention date lies ahead accepts writes only at EOD, refuses erase and
+ *   deletion, and its date can be extended but not shortened, whoever asks.
  *   Write-protected media refuse every write and erase.
  * - Capacity counts logical bytes. Writes that end inside the early-warning zone succeed and
  *   report early warning; a write that would pass the end fails with VOLUME OVERFLOW.
@@ -105,7 +107,7 @@ export type SpaceKind = 'records' | 'filemarks' | 'eod';
 
 export { MEDIA_TYPES, mediaCapacity, DEFAULT_EARLY_WARNING, MAX_RECORD } from './media.js';
 export type { MediaType } from './media.js';
-export { Medium } from './medium.js';
+export { Medium, retentionHolds } from './medium.js';
 export { MediumInUseError, TapeStore } from './store.js';
 export type { MediumSpec, MediumInfo, MediumFlags, TapeFileInfo } from './store.js';
 export { FileChecksum, CHECKSUM_ALGORITHM } from './checksum.js';

@@ -33,7 +33,10 @@ export interface MediumConfig {
   earlyWarning: number;
   worm: boolean;
   writeProtected: boolean;
-  /** ISO date; WORM media refuse erase until then (forever when null). */
+  /**
+   * ISO date until which the data is kept: WORM media refuse erase until then (forever when
+   * null); rewritable media refuse erase and overwrite until then (appending stays allowed).
+   */
   retentionUntil: string | null;
   checksum: string;
   createdAt: string;
@@ -200,6 +203,7 @@ export class Medium {
       if (bad) return bad;
       if (this.cfg.writeProtected) return failure(SENSE.writeProtected());
       if (this.cfg.worm && retentionHolds(this.cfg)) return failure(SENSE.wormErase());
+      if (retentionHolds(this.cfg) && this.pos < this.geo.eodLba) return failure(SENSE.retained(this.cfg.retentionUntil!));
       await this.endWrite();
       if (this.pos < this.geo.eodLba) await this.truncateAt(this.pos);
       return result();
@@ -374,6 +378,7 @@ export class Medium {
     if (this.writer) return undefined;
     if (this.pos < this.geo.eodLba) {
       if (this.cfg.worm) return SENSE.wormOverwrite();
+      if (retentionHolds(this.cfg)) return SENSE.retained(this.cfg.retentionUntil!);
       await this.truncateAt(this.pos);
     }
     if (this.geo.streamId === null) this.geo.streamId = await this.ctx.streams.create();

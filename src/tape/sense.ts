@@ -28,6 +28,7 @@ export const SENSE = {
   writeProtected: () => sense('DATA PROTECT', 0x27, 0x00, 'the cartridge is write protected'),
   wormOverwrite: () => sense('DATA PROTECT', 0x30, 0x0c, 'WORM medium: writes are accepted only at end of data'),
   wormErase: () => sense('DATA PROTECT', 0x30, 0x0c, 'WORM medium: erase refused while retention holds'),
+  retained: (until: string) => sense('DATA PROTECT', 0x27, 0x00, `the cartridge is under retention until ${until}: its data cannot be erased or overwritten before then`),
   invalid: (message: string) => sense('ILLEGAL REQUEST', 0x24, 0x00, message),
   incorrectLength: (message: string) => sense('NO SENSE', 0x00, 0x00, message),
   checksum: (file: number) =>

@@ -156,8 +156,8 @@ export class TapeStore {
     }
     if (flags.retentionUntil !== undefined) {
       const until = checkDate(flags.retentionUntil);
-      if (cfg.worm && retentionHolds(cfg) && cfg.retentionUntil !== null && (until === null || until < cfg.retentionUntil)) {
-        throw new Error(`medium ${id} is WORM: its retention can be extended but not shortened`);
+      if (retentionHolds(cfg) && cfg.retentionUntil !== null && (until === null || until < cfg.retentionUntil)) {
+        throw new Error(`medium ${id} is under retention until ${cfg.retentionUntil}: its retention can be extended but not shortened`);
       }
       next.retentionUntil = until;
     }
@@ -194,6 +194,7 @@ export class TapeStore {
     if (this.loaded.has(id)) throw new Error(`medium ${id} is loaded`);
     const cfg = await this.config(id);
     if (cfg.worm && retentionHolds(cfg)) throw new Error(`medium ${id} is WORM and under retention: it cannot be deleted`);
+    if (retentionHolds(cfg)) throw new Error(`medium ${id} is under retention until ${cfg.retentionUntil}: it cannot be deleted before then`);
     const geo = await this.geos.get(id);
     const ops = (b: SyncBatch) => {
       b.del(id, { sublevel: this.media });

@@ -19,11 +19,15 @@ interface Op {
 }
 
 let ops: Op[] = [];
+/** A job that exists, for /jobs/{id}. */
+let jobId = '';
 
 beforeAll(async () => {
   t = await startTestServer({ demo: true });
   operator = (await call(t, 'POST', '/api/v1/tokens', { name: 'ops', role: 'operator' })).body.token;
   auditor = (await call(t, 'POST', '/api/v1/tokens', { name: 'audit', role: 'auditor' })).body.token;
+  jobId = (await call(t, 'POST', '/api/v1/cartridges/VT0002L7/verify')).body.id;
+  while ((await call(t, 'GET', `/api/v1/jobs/${jobId}`)).body.state === 'running') await new Promise((r) => setTimeout(r, 10));
   const doc = (await call(t, 'GET', '/api/v1/openapi.json', undefined, null)).body;
   ops = Object.entries(doc.paths as Record<string, Record<string, { 'x-vtl-access': Op['access'] }>>).flatMap(([p, ms]) =>
     Object.entries(ms).map(([m, op]) => ({ method: m.toUpperCase(), path: p, access: op['x-vtl-access'] })),
@@ -34,7 +38,7 @@ afterAll(async () => {
 });
 
 /** A concrete URL for a templated path; values that exist, so only auth can refuse. */
-const concrete = (p: string) => p.replace('{lib}', 'lib1').replace('{n}', '0').replace('{barcode}', 'VT0001L7').replace('{id}', '000000000000');
+const concrete = (p: string) => p.replace('/jobs/{id}', `/jobs/${jobId}`).replace('{lib}', 'lib1').replace('{n}', '0').replace('{barcode}', 'VT0001L7').replace('{id}', '000000000000');
 
 const rank = { public: 0, auditor: 1, operator: 2, admin: 3 } as const;
 

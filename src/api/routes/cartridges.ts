@@ -8,12 +8,19 @@ import { barcode, cartridgeDetailSchema, cartridgeSchema, errors, libName, media
 const bcParams = { type: 'object', required: ['barcode'], properties: { barcode } } as const;
 type Bc = { Params: { barcode: string } };
 
+/** What the list can be ordered by; ties are broken by barcode, so pages never overlap. */
+const SORT_KEYS = ['barcode', 'mediaType', 'state', 'location', 'logicalBytes', 'files', 'createdAt', 'retentionUntil'] as const;
+type SortKey = (typeof SORT_KEYS)[number];
+
 interface ListQuery {
   library?: string;
   state?: Cartridge['state'];
   location?: string;
   mediaType?: string;
   prefix?: string;
+  q?: string;
+  sort: SortKey;
+  order: 'asc' | 'desc';
   offset: number;
   limit: number;
 }
@@ -25,7 +32,7 @@ export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Pr
   app.get<{ Querystring: ListQuery }>('/api/v1/cartridges', {
     config: { access: 'auditor' },
     schema: {
-      summary: 'list cartridges, filtered and paged (ordered by barcode)',
+      summary: 'list cartridges, filtered (q: part of the barcode), sorted and paged',
       tags,
       querystring: {
         type: 'object',
@@ -36,6 +43,9 @@ export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Pr
           location: { type: 'string', enum: ['drive', 'slot', 'mailslot', 'vault'] },
           mediaType,
           prefix: { type: 'string', pattern: '^[A-Z0-9]{0,16}$' },
+          q: { type: 'string', pattern: '^[A-Za-z0-9]{0,16}$', description: 'part of the barcode, any case' },
+          sort: { type: 'string', enum: [...SORT_KEYS], default: 'barcode' },
+          order: { type: 'string', enum: ['asc', 'desc'], default: 'asc' },
           offset: { type: 'integer', minimum: 0, default: 0 },
           limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
         },
@@ -53,8 +63,10 @@ export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Pr
           (q.state === undefined || c.state === q.state) &&
           (q.location === undefined || c.location.kind === q.location) &&
           (q.mediaType === undefined || c.mediaType === q.mediaType) &&
-          (q.prefix === undefined || c.barcode.startsWith(q.prefix)),
+          (q.prefix === undefined || c.barcode.startsWith(q.prefix)) &&
+          (!q.q || c.barcode.includes(q.q.toUpperCase())),
       );
+      sortCartridges(all, q.sort, q.order);
       return { items: all.slice(q.offset, q.offset + q.limit), total: all.length, offset: q.offset, limit: q.limit };
     },
   });
@@ -129,6 +141,28 @@ export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Pr
       return { ok: true };
     },
   });
+}
+
+function sortCartridges(list: Cartridge[], key: SortKey, order: 'asc' | 'desc'): void {
+  const value = (c: Cartridge): string | number => {
+    if (key === 'location') return locationKey(c);
+    const v = c[key];
+    return v === null ? '' : v;
+  };
+  const dir = order === 'desc' ? -1 : 1;
+  list.sort((a, b) => {
+    const x = value(a);
+    const y = value(b);
+    const cmp = x < y ? -1 : x > y ? 1 : a.barcode < b.barcode ? -1 : a.barcode > b.barcode ? 1 : 0;
+    return cmp * dir;
+  });
+}
+
+/** Library, then element address, with the vault last. */
+function locationKey(c: Cartridge): string {
+  const l = c.location;
+  if (l.kind === 'vault') return '~vault';
+  return `${l.library}!${String(l.address).padStart(6, '0')}`;
 }
 
 async function detail(ctx: ApiContext, code: string) {

@@ -11,7 +11,7 @@
  * cannot be cut back, so imports into them are refused.
  */
 import { Readable } from 'node:stream';
-import { MAX_RECORD, type Medium, type TapeResult } from '../../tape/index.js';
+import { MAX_RECORD, retentionHolds, type Medium, type TapeResult } from '../../tape/index.js';
 import { ImageRequestError } from './errors.js';
 import { codecFor, type DecodeOptions, type EncodeOptions, type ImageCodec, type ImageDecoder, type ImageEncoder, type ImageFormat, type TapeEvent } from './index.js';
 import type { ImportJournal } from './journal.js';
@@ -107,6 +107,12 @@ function checkWritable(medium: Medium): void {
   if (medium.cfg.writeProtected) throw new ImageRequestError('WRITE_PROTECTED', `cartridge ${medium.id} is write protected`);
   if (medium.cfg.worm) {
     throw new ImageRequestError('WORM', `cartridge ${medium.id} is WORM: a failed import could not be undone there, so images are imported only into rewritable cartridges`);
+  }
+  if (retentionHolds(medium.cfg)) {
+    throw new ImageRequestError(
+      'WRITE_PROTECTED',
+      `cartridge ${medium.id} is under retention until ${medium.cfg.retentionUntil}: a failed import could not be undone there`,
+    );
   }
 }
 

@@ -197,6 +197,8 @@ export function imageConformance(codec: ImageCodec, o: ConformanceOptions): void
         await refused(wp, 'WRITE_PROTECTED');
         const worm = await env.cartridge({ worm: true });
         await refused(worm, 'WORM');
+        const retained = await env.cartridge({ retentionUntil: new Date(Date.now() + 86_400_000).toISOString() });
+        await refused(retained, 'WRITE_PROTECTED');
         // 2 records of 4000 bytes on a 6000-byte cartridge: the second overflows.
         const small = await env.cartridge({ capacity: 6000 });
         const big = encode(codec, codec.keepsRecords ? [{ kind: 'record', data: randomBytes(4000, int(r, 1, 99)) }, { kind: 'record', data: randomBytes(4000, 5) }] : [{ kind: 'record', data: randomBytes(8000, 5) }, { kind: 'tapemark' }]);

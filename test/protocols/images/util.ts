@@ -125,7 +125,7 @@ export interface StoreEnv {
   libraries: Libraries;
   journal: ImportJournal;
   /** Creates a fresh LTO-7 cartridge in the vault and returns its barcode. */
-  cartridge(spec?: { worm?: boolean; writeProtected?: boolean; capacity?: number }): Promise<string>;
+  cartridge(spec?: { worm?: boolean; writeProtected?: boolean; capacity?: number; retentionUntil?: string }): Promise<string>;
   /** Everything observable about a cartridge's medium: extents, files and their checksums. */
   snapshot(barcode: string): Promise<unknown>;
   close(): Promise<void>;

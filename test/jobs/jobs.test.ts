@@ -1,0 +1,130 @@
+/** The job runner on a real LevelDB: records, progress, cancel, failure, recovery after a stop. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { JobCancelled, JobNotFound, Jobs, Schedule } from '../../src/jobs/index.js';
+
+let dir: string;
+let db: Level<string, unknown>;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vtl-jobs-'));
+  db = new Level(join(dir, 'index'), { valueEncoding: 'json' });
+  await db.open();
+});
+afterEach(async () => {
+  await db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+test('a job runs in the background, reports progress and keeps its result', async () => {
+  const jobs = new Jobs(db);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const started = await jobs.start({
+    kind: 'count',
+    target: 'VT0001L7',
+    requestedBy: 'ops',
+    unit: 'files',
+    run: async (ctx) => {
+      ctx.progress(1, 3, 'first');
+      await gate;
+      ctx.progress(3, 3, 'done');
+      return { counted: 3 };
+    },
+  });
+  expect(started).toMatchObject({ kind: 'count', target: 'VT0001L7', state: 'running', requestedBy: 'ops', finishedAt: null });
+  await tick();
+  expect((await jobs.get(started.id)).progress).toEqual({ done: 1, total: 3, unit: 'files', message: 'first' });
+  expect((await jobs.list({ state: 'running' })).items.map((j) => j.id)).toEqual([started.id]);
+  release();
+  const end = await jobs.wait(started.id);
+  expect(end).toMatchObject({ state: 'succeeded', result: { counted: 3 }, error: null, progress: { done: 3, total: 3 } });
+  expect(end.finishedAt).not.toBeNull();
+  // the record is durable: a new runner over the same LevelDB sees it
+  expect(await new Jobs(db).get(started.id)).toEqual(end);
+});
+
+test('cancel stops a job at its next check; a failure keeps its message; ids sort by start', async () => {
+  const jobs = new Jobs(db);
+  let steps = 0;
+  const long = await jobs.start({
+    kind: 'loop',
+    run: async (ctx) => {
+      for (;;) {
+        ctx.checkCancelled();
+        steps++;
+        await tick();
+      }
+    },
+  });
+  const bad = await jobs.start({ kind: 'broken', run: async () => Promise.reject(new Error('disk on fire')) });
+  expect(bad.id > long.id).toBe(true);
+  await tick();
+  expect((await jobs.cancel(long.id)).state).toBe('running'); // asked, not yet stopped
+  const end = await jobs.wait(long.id);
+  expect(end.state).toBe('cancelled');
+  const after = steps;
+  await tick();
+  expect(steps).toBe(after);
+  expect(await jobs.wait(bad.id)).toMatchObject({ state: 'failed', error: 'disk on fire' });
+  // cancelling an ended job changes nothing
+  expect((await jobs.cancel(bad.id)).state).toBe('failed');
+  expect((await jobs.list()).items.map((j) => j.id)).toEqual([bad.id, long.id]);
+  expect((await jobs.list({ kind: 'loop' })).total).toBe(1);
+  expect((await jobs.list({ limit: 1, offset: 1 })).items.map((j) => j.id)).toEqual([long.id]);
+  await expect(jobs.get('nosuchjob')).rejects.toBeInstanceOf(JobNotFound);
+  await expect(jobs.get('../../etc')).rejects.toBeInstanceOf(JobNotFound);
+});
+
+test('a cancelled job keeps the partial result it hands over', async () => {
+  const jobs = new Jobs(db);
+  const j = await jobs.start({
+    kind: 'partial',
+    run: async (ctx) => {
+      await tick();
+      await tick();
+      if (ctx.signal.aborted) throw new JobCancelled({ done: 'half' });
+      return { done: 'all' };
+    },
+  });
+  await jobs.cancel(j.id);
+  expect(await jobs.wait(j.id)).toMatchObject({ state: 'cancelled', result: { done: 'half' } });
+});
+
+test('a run left running by a stopped process is marked interrupted at the next start', async () => {
+  const first = new Jobs(db);
+  const j = await first.start({ kind: 'forever', run: () => new Promise(() => undefined) });
+  // the process "dies": a new runner opens the same store
+  const second = new Jobs(db);
+  const recovered = await second.recover();
+  expect(recovered.map((r) => r.id)).toEqual([j.id]);
+  expect(await second.get(j.id)).toMatchObject({ state: 'interrupted', error: expect.stringContaining('stopped') });
+  expect(await second.recover()).toEqual([]);
+});
+
+test('a schedule starts its job periodically, never a second copy while one runs', async () => {
+  const jobs = new Jobs(db);
+  const schedule = new Schedule(jobs);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let started = 0;
+  schedule.every(10, 'tick', () => {
+    started++;
+    return jobs.start({ kind: 'tick', run: () => gate });
+  });
+  await new Promise((r) => setTimeout(r, 120));
+  expect(started).toBe(1); // the first run still holds
+  release();
+  await new Promise((r) => setTimeout(r, 120));
+  schedule.close();
+  const n = started;
+  expect(n).toBeGreaterThan(2);
+  await new Promise((r) => setTimeout(r, 60));
+  expect(started).toBe(n); // closed: no more
+  expect(() => schedule.every(0, 'x', async () => undefined)).toThrow(RangeError);
+});
