@@ -9,7 +9,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { buildProgram } from '../../src/cli/program.js';
+import { runCli } from './run-cli.js';
 import { CODECS } from '../../src/protocols/images/index.js';
 import { startTestServer, type TestServer } from '../api/helpers.js';
 import { randomBytes } from '../helpers/data.js';
@@ -29,25 +29,7 @@ afterAll(async () => {
 
 /** Runs one CLI command in this process; returns its stdout, or the error it failed with. */
 async function vtl(args: string[], url = t.url): Promise<{ out: string; error?: string }> {
-  const program = buildProgram().exitOverride();
-  for (const c of program.commands) c.exitOverride();
-  let out = '';
-  const write = process.stdout.write.bind(process.stdout);
-  const errWrite = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    await program.parseAsync(['node', 'vtl', ...args, '--url', url, '--token-file', t.server.adminTokenFile]);
-    return { out };
-  } catch (err) {
-    return { out, error: (err as Error).message };
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = errWrite;
-  }
+  return runCli([...args, '--url', url, '--token-file', t.server.adminTokenFile]);
 }
 
 const rec = (n: number, seed: number): Obj => ({ kind: 'record', data: randomBytes(n, seed) });

@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildProgram } from '../../src/cli/program.js';
+import { runCli } from './run-cli.js';
 import { backupLikeBytes } from '../helpers/data.js';
 import { startTestServer, type TestServer } from '../api/helpers.js';
 
@@ -31,25 +31,7 @@ afterAll(async () => {
 async function vtl(args: string[], opts: { token?: string | null; url?: string } = {}): Promise<{ out: string; error?: string }> {
   const conn = ['--url', opts.url ?? t.url];
   if (opts.token !== null) conn.push('--token-file', opts.token ?? tokenFile);
-  const program = buildProgram().exitOverride();
-  for (const c of program.commands) c.exitOverride();
-  let out = '';
-  const write = process.stdout.write.bind(process.stdout);
-  const errWrite = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    await program.parseAsync(['node', 'vtl', ...args, ...conn]);
-    return { out };
-  } catch (err) {
-    return { out, error: (err as Error).message };
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = errWrite;
-  }
+  return runCli([...args, ...conn]);
 }
 
 describe('vtl over the API', () => {
