@@ -275,7 +275,8 @@ async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise
   return done;
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether a file exists; errors other than ENOENT (permissions, I/O) are thrown, not hidden. */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

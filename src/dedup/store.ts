@@ -32,6 +32,7 @@ import {
   ContainerReader,
   ContainerWriter,
   containerPath,
+  exists,
   listContainers,
   recoverContainer,
   type ChunkRef,
@@ -860,14 +861,5 @@ async function syncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
