@@ -18,6 +18,8 @@ import { RmtServer } from './protocols/rmt/server.js';
 import { ImportJournal, type Recovered } from './protocols/images/index.js';
 import { imageRoutes } from './protocols/images/routes.js';
 import { initDataStore, openDataStore, type DataStore } from './stream/store.js';
+import { StreamRouter } from './stream/router.js';
+import { DisasterRecovery, Replicator } from './replication/index.js';
 
 export interface ServerConfig {
   data: string;
@@ -102,6 +104,8 @@ export interface VtlServer {
   app: FastifyInstance;
   libraries: Libraries;
   store: DataStore;
+  replicator: Replicator;
+  dr: DisasterRecovery;
   close(opts?: { graceMs?: number }): Promise<void>;
 }
 
@@ -116,8 +120,15 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
   const store = await openDataStore(config.data);
   let libraries: Libraries | undefined;
   let rmt: RmtServer | undefined;
+  let replicator: Replicator | undefined;
+  let dr: DisasterRecovery | undefined;
   try {
-    libraries = new Libraries({ db: store.db, streams: store.streams });
+    // Media read their streams through the router: local ones, and replicas of other stores.
+    const router = new StreamRouter(store.streams);
+    libraries = new Libraries({ db: store.db, streams: router });
+    dr = new DisasterRecovery(store, libraries, router);
+    await dr.open();
+    replicator = new Replicator(store, libraries);
     // Before anything mounts a medium: undo image imports that a crash cut off.
     const journal = new ImportJournal(store.db);
     const recoveredImports = await journal.recover(libraries.tapes);
@@ -125,6 +136,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const tokens = new TokenStore(store.db);
     const admin = await ensureAdminToken(config.data, tokens);
     const demoCreated = await firstStart(store, libraries, config.demo);
+    await replicator.open();
 
     // ---- protocols --------------------------------------------------------------------------
     rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort });
@@ -132,12 +144,13 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const rmtAddress = `${listening.host}:${listening.port}`;
 
     // ---- api ----------------------------------------------------------------------------------
-    const app = await buildApp({ libraries, store, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: [imageRoutes(journal), ...(flags.routes ?? [])] });
+    const app = await buildApp({ libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: [imageRoutes(journal), ...(flags.routes ?? [])] });
     await app.listen({ host: config.host, port: config.port });
     const a = app.server.address();
     const port = typeof a === 'object' && a ? a.port : config.port;
     const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
     const libs = libraries;
+    const repl = { replicator, dr };
     let closing: Promise<void> | undefined;
     return {
       config,
@@ -150,18 +163,22 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
       app,
       libraries: libs,
       store,
-      close: (opts = {}) => (closing ??= shutdown(app, rmt, libs, store, opts.graceMs ?? 10_000)),
+      replicator,
+      dr,
+      close: (opts = {}) => (closing ??= shutdown(app, rmt, libs, store, repl, opts.graceMs ?? 10_000)),
     };
   } catch (err) {
     await rmt?.close().catch(() => undefined);
+    await replicator?.close().catch(() => undefined);
     await libraries?.close().catch(() => undefined);
+    await dr?.close().catch(() => undefined);
     await store.close();
     throw err;
   }
 }
 
 /** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
-async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, libraries: Libraries, store: DataStore, graceMs: number): Promise<void> {
+async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, libraries: Libraries, store: DataStore, repl: { replicator: Replicator; dr: DisasterRecovery }, graceMs: number): Promise<void> {
   const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
   try {
     await app.close();
@@ -169,7 +186,9 @@ async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, librar
     clearTimeout(timer);
   }
   await rmt?.close();
+  await repl.replicator.close(); // a running job stays queued for the next start
   await libraries.close(); // unloads every medium: sync points
+  await repl.dr.close();
   await store.close();
 }
 

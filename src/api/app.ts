@@ -6,6 +6,9 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
+import type { StreamRouter } from '../stream/router.js';
+import type { DisasterRecovery, Replicator } from '../replication/index.js';
+import { replicationRoutes } from './routes/replication.js';
 import { roleAllows, type Access, type TokenRecord, type TokenStore } from './auth.js';
 import { ApiError, toErrorBody } from './errors.js';
 import { ApiMetrics } from './metrics.js';
@@ -17,6 +20,9 @@ import { systemRoutes } from './routes/system.js';
 import { auditHook, openOps, opsRoutes, type Ops } from './routes/ops.js';
 import { dashboardRoutes } from './dashboard.js';
 import { UsageCounter } from './usage.js';
+import { CapacityHistory, HistorySampler, historyInterval, type Traffic } from './history.js';
+import { historyRoutes } from './routes/history.js';
+import { storeTotals } from './totals.js';
 
 export interface ApiDeps {
   libraries: Libraries;
@@ -28,6 +34,10 @@ export interface ApiDeps {
   logger?: boolean;
   /** Jobs, restore tests and the audit log; opened over `store.db` when not given. */
   ops?: Ops;
+  /** Local streams and attached replicas (verify and usage read through it); store.streams when absent. */
+  streams?: StreamRouter;
+  /** Replication to object tiers and DR replicas of other stores; no routes when absent. */
+  replication?: { replicator: Replicator; dr: DisasterRecovery };
   /** Where the built dashboard is (default: dist/web of this package). */
   dashboardDir?: string;
   /**
@@ -35,6 +45,12 @@ export interface ApiDeps {
    * root so that the API never imports them. They get the same auth (config.access) and errors.
    */
   routes?: Array<(app: FastifyInstance, ctx: ApiContext) => Promise<void>>;
+  /**
+   * Cumulative bytes moved by protocols the API does not serve itself (e.g. `{rmt: {in, out}}`
+   * since the process started), for the capacity history's throughput. HTTP tape streams are
+   * counted by the API.
+   */
+  traffic?: () => Traffic | Promise<Traffic>;
 }
 
 export interface ApiContext extends ApiDeps {
@@ -43,6 +59,9 @@ export interface ApiContext extends ApiDeps {
   usage: UsageCounter;
   openapi: OpenApiCollector;
   startedAt: number;
+  history: CapacityHistory;
+  /** Null when VTL_HISTORY_INTERVAL_MS is 0. */
+  historySampler: HistorySampler | null;
 }
 
 declare module 'fastify' {
@@ -79,10 +98,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       () => deps.store.chunks.getStats(),
       async () => ({ libraries: (await deps.libraries.listLibraries()).length, cartridges: await countMedia(deps.libraries) }),
     ),
-    usage: new UsageCounter(deps.store.streams),
+    usage: new UsageCounter(deps.streams ?? deps.store.streams),
     openapi: new OpenApiCollector(),
     startedAt: Date.now(),
+    history: new CapacityHistory(deps.store.db),
+    historySampler: null,
   };
+  const every = historyInterval(process.env.VTL_HISTORY_INTERVAL_MS);
+  if (every > 0) ctx.historySampler = new HistorySampler(ctx.history, { totals: () => storeTotals(deps), traffic: () => traffic(ctx) }, every);
   ctx.openapi.attach(app);
 
   app.setErrorHandler((err, req, reply) => {
@@ -110,8 +133,10 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     if (req.body === undefined && req.routeOptions.schema?.body) req.body = {};
   });
   auditHook(app, ctx.ops.audit);
+  app.addHook('onReady', async () => ctx.historySampler?.start());
   // Running jobs stop (and record it) before the store below them closes.
   app.addHook('onClose', async () => {
+    await ctx.historySampler?.close();
     ctx.ops.schedule.close();
     await ctx.ops.jobs.close();
     await ctx.ops.alerts.close();
@@ -127,6 +152,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     await libraryRoutes(api, ctx);
     await cartridgeRoutes(api, ctx);
     await opsRoutes(api, ctx, ctx.ops);
+    if (deps.replication) await replicationRoutes(api, ctx, deps.replication);
+    await historyRoutes(api, ctx);
     await api.register(async (streams) => driveRoutes(streams, ctx));
     await dashboardRoutes(api, deps.dashboardDir);
     for (const r of deps.routes ?? []) await api.register(async (scope) => r(scope, ctx));
@@ -141,6 +168,16 @@ async function authenticate(req: FastifyRequest, tokens: TokenStore): Promise<To
   const rec = m ? await tokens.verify(m[1]) : undefined;
   if (!rec) throw new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid (unknown or revoked)');
   return rec;
+}
+
+/** HTTP tape streams (and image transfers) as counted by /metrics, plus the other protocols' counters. */
+async function traffic(ctx: ApiContext): Promise<Traffic> {
+  const http = { in: 0, out: 0 };
+  for (const v of (await ctx.metrics.tapeBytes.get()).values) {
+    if (v.labels.direction === 'write') http.in += v.value;
+    else if (v.labels.direction === 'read') http.out += v.value;
+  }
+  return { http, ...(await ctx.traffic?.()) };
 }
 
 async function countMedia(libraries: Libraries): Promise<number> {

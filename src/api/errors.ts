@@ -4,6 +4,7 @@
  * an internal error (500) whose message is logged, not sent.
  */
 import { LibraryError, type LibraryErrorCode } from '../library/index.js';
+import { ReplicationError, TargetError } from '../replication/index.js';
 import type { Sense, TapeResult } from '../tape/index.js';
 
 export class ApiError extends Error {
@@ -62,6 +63,10 @@ export interface ErrorBody {
 export function toErrorBody(err: unknown): { status: number; body: ErrorBody; internal: boolean } {
   if (err instanceof ApiError) return { status: err.statusCode, body: { error: err.code, message: err.message }, internal: false };
   if (err instanceof LibraryError) return { status: LIBRARY_STATUS[err.code] ?? 400, body: { error: err.code, message: err.message }, internal: false };
+  if (err instanceof ReplicationError || err instanceof TargetError) {
+    const status = err.code === 'NOT_FOUND' ? 404 : err.code === 'INVALID' ? 400 : 409;
+    return { status, body: { error: err.code, message: err.message }, internal: false };
+  }
   const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
   if (e?.validation) return { status: 400, body: { error: 'INVALID', message: e.message ?? 'invalid request' }, internal: false };
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {

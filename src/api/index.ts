@@ -16,6 +16,9 @@
  * - HTTP tape streams (PUT/GET .../drives/:n/file) run inside the drive's session, stream with
  *   bounded memory, answer a PUT only after its filemark is durable, and roll a broken-off
  *   upload back to where it started.
+ * - The capacity history (history.ts, GET /api/v1/stats/history) samples the /stats totals and
+ *   the protocols' byte counters every VTL_HISTORY_INTERVAL_MS (default 60 s) into LevelDB:
+ *   fine points kept 2 days, hourly roll-ups kept 400 days, pruned as new points arrive.
  * The API talks to the library layer (and reads store statistics); it never imports
  * protocols: the composition root hands their routes in (`ApiDeps.routes`).
  */
@@ -24,3 +27,4 @@ export type { ApiDeps, ApiContext } from './app.js';
 export { TokenStore, ensureAdminToken, ROLES, ADMIN_TOKEN_FILE } from './auth.js';
 export type { Role, Access, TokenRecord } from './auth.js';
 export { ApiError } from './errors.js';
+export type { Traffic } from './history.js';

@@ -66,6 +66,26 @@ const cartridgeProps = {
 
 export const cartridgeSchema = { type: 'object', properties: cartridgeProps } as const;
 
+export const cartridgeReplicationSchema = {
+  type: 'object',
+  properties: {
+    target: str,
+    state: { type: 'string', enum: ['replicated', 'stale', 'never'] },
+    lagSeconds: nullable(num),
+    bytesShipped: num,
+    lastBytesShipped: num,
+    replicatedAt: nullable(str),
+    seq: nullable(int),
+    job: nullable({ type: 'object', properties: { id: str, state: str, lastError: nullable(str) } }),
+  },
+} as const;
+export const replicaSchema = {
+  type: 'object',
+  properties: {
+    barcode: str, source: str, seq: int, catalogCreatedAt: str, syncedAt: nullable(str), importedAt: str, logicalBytes: num,
+    state: { type: 'string', enum: ['replica', 'promoted'] }, promotedAt: nullable(str),
+  },
+} as const;
 export const cartridgeDetailSchema = {
   type: 'object',
   properties: {
@@ -76,6 +96,10 @@ export const cartridgeDetailSchema = {
     dedupRatio: nullable(num),
     compressionRatio: nullable(num),
     tapeFiles: nullable({ type: 'array', items: tapeFileSchema }),
+    /** Per replication target of this store; empty when it was never replicated. */
+    replication: { type: 'array', items: cartridgeReplicationSchema },
+    /** Set when the cartridge is a replica of another region's store. */
+    replica: nullable(replicaSchema),
   },
 } as const;
 
@@ -129,6 +153,22 @@ export const statsSchema = {
     reductionRatio: nullable(num),
     containers: int,
     chunks: int,
+  },
+} as const;
+
+/** One point of the capacity history: the totals of /stats at `at`, and the bytes moved during `seconds`. */
+export const historyPointSchema = {
+  type: 'object',
+  properties: {
+    at: str,
+    seconds: num,
+    samples: int,
+    ...statsSchema.properties,
+    traffic: {
+      type: 'object',
+      description: 'bytes written (in) and read (out) per protocol during the seconds this point covers',
+      additionalProperties: { type: 'object', properties: { in: num, out: num } },
+    },
   },
 } as const;
 

@@ -15,6 +15,7 @@ import { benchDedup, formatBench } from './bench-dedup.js';
 import { registerServiceCommands } from './commands.js';
 import { registerImageCommands } from './images.js';
 import { registerOpsCommands } from './ops.js';
+import { registerReplicationCommands } from './replication.js';
 import { generateSample } from './sample.js';
 
 const DEFAULT_DATA = process.env.VTL_DATA ?? './vtl-data';
@@ -153,6 +154,7 @@ export function buildProgram(): Command {
   registerServiceCommands(program);
   registerImageCommands(program);
   registerOpsCommands(program);
+  registerReplicationCommands(program);
   return program;
 }
 

@@ -49,6 +49,10 @@ export const DATA_KEY_BYTES = 32;
 
 const KEYRING_FILE = 'keyring.bin';
 const KEYRING_MAGIC = Buffer.from('VTLKEYR1', 'latin1');
+/** The replication key file: created on first use, wrapped by the master key like keyring.bin. */
+const REPLICATION_FILE = 'replication.bin';
+const REPLICATION_MAGIC = Buffer.from('VTLREPK1', 'latin1');
+export const REPLICATION_KEY_BYTES = 32;
 const MAX_SECRET_BYTES = 4096;
 const MASTER_RE = /^master-([0-9a-f]{16})\.key$/;
 const REWRAP_BATCH = 1024;
@@ -82,6 +86,7 @@ export class Keyring {
   #current: string;
   readonly #secret: Buffer;
   readonly #seed: Buffer;
+  #replication: Buffer | undefined;
   #rotation: Promise<unknown> = Promise.resolve();
 
   private constructor(dir: string, masters: Map<string, Buffer>, current: string, secret: Buffer, seed: Buffer) {
@@ -181,6 +186,33 @@ export class Keyring {
     return [...this.#masters.keys()].filter((id) => id !== this.#current);
   }
 
+  /**
+   * The store's replication key: it protects everything the store ships to an object tier
+   * (data keys of replicated containers, catalogs), so that a second region needs only this key
+   * (exported with a passphrase), never the master key. Created on first use; stable across
+   * master key rotations (which re-wrap it).
+   */
+  replicationKey(): Promise<Buffer> {
+    return this.#serialised(async () => {
+      if (this.#replication) return this.#replication;
+      const where = join(this.#dir, REPLICATION_FILE);
+      let file: Buffer | undefined;
+      try {
+        file = await readFile(where);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      if (file) {
+        this.#replication = this.#unwrapFile(file, where, REPLICATION_MAGIC);
+        if (this.#replication.length !== REPLICATION_KEY_BYTES) throw new KeyringError(`${where} is damaged (bad key length)`, this.#dir);
+      } else {
+        this.#replication = randomBytes(REPLICATION_KEY_BYTES);
+        await this.#writeReplicationFile();
+      }
+      return this.#replication;
+    });
+  }
+
   newDataKey(containerId: number): { key: Buffer; wrapped: Buffer } {
     const ctx = dataKeyContext(containerId);
     const key = randomBytes(DATA_KEY_BYTES);
@@ -255,6 +287,7 @@ export class Keyring {
       if (n === 0) break;
     }
     await this.#writeKeyringFile();
+    await this.#rewrapReplicationFile();
     // Everything is re-wrapped and durable: only now may the old keys go.
     for (const id of this.retiredMasterKeyIds) {
       await unlink(join(this.#dir, masterFile(id))).catch((err: NodeJS.ErrnoException) => {
@@ -283,6 +316,38 @@ export class Keyring {
     }
     if (batch.length > 0) await table.putMany(batch);
     return n + batch.length;
+  }
+
+  /** Unwraps a MAGIC + blob file with whichever master key it names. */
+  #unwrapFile(file: Buffer, where: string, magic: Buffer): Buffer {
+    if (!file.subarray(0, 8).equals(magic)) throw new KeyringError(`${where} is not a vtl key file (bad magic)`, this.#dir);
+    const blob = file.subarray(8);
+    const id = wrappedKeyId(blob);
+    const master = id === undefined ? undefined : this.#masters.get(id);
+    if (!master) throw new KeyringError(`${where} is damaged or wrapped by a master key that is missing`, this.#dir);
+    const plain = unwrap(master, magic, blob);
+    if (!plain) throw new KeyringError(`${where} is damaged or was modified (authentication failed); restore keys/ from a backup`, this.#dir);
+    return plain;
+  }
+
+  async #writeReplicationFile(): Promise<void> {
+    const blob = wrap(this.#masters.get(this.#current)!, this.#current, REPLICATION_MAGIC, this.#replication!);
+    await writeFileDurable(join(this.#dir, REPLICATION_FILE), Buffer.concat([REPLICATION_MAGIC, blob]), 0o600);
+  }
+
+  /** Rotation: the replication key file (when there is one) moves to the current master key. */
+  async #rewrapReplicationFile(): Promise<void> {
+    const where = join(this.#dir, REPLICATION_FILE);
+    let file: Buffer;
+    try {
+      file = await readFile(where);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    if (wrappedKeyId(file.subarray(8)) === this.#current) return;
+    this.#replication ??= this.#unwrapFile(file, where, REPLICATION_MAGIC);
+    await this.#writeReplicationFile();
   }
 
   async #writeKeyringFile(): Promise<void> {

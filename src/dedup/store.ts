@@ -15,17 +15,22 @@
  * - `readChunks` returns exactly the bytes that were stored or throws `IntegrityError`.
  * - After a crash, `open` seals every unsealed container, keeping its valid frames.
  * - GC (`beginGc`, `collectContainer`, `endGc`): while it runs, every chunk `putChunks` hands
- *   out is added to the live set, so nothing written during GC is lost. A container is
- *   compacted in the crash-safe order: the new container sealed and durable, then the index
- *   entries moved in one synced batch, then the old file deleted. The open container and
- *   containers being sealed are never touched. Recipes keep stale location hints; reads of a
- *   deleted container fall back to the index.
+ *   out is added to the live set, so nothing written during GC is lost. Recipe pages are
+ *   committed through `commitPages`, which keeps a reverse map (container -> pages) and a set
+ *   of candidate containers in the same batch, so GC examines only candidates and reads only
+ *   the pages that refer to them (see the GC section). A container is compacted in the
+ *   crash-safe order: the new container sealed and durable, map entries for it, then the index
+ *   entries moved and the pages' hints rewritten in one synced batch, then the old file
+ *   deleted. The open container and containers being sealed are never touched. A hint left
+ *   naming a deleted container falls back to the index.
  */
-import { mkdir, readFile, writeFile, stat, unlink, open as openFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile, stat, unlink, open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AbstractSublevel } from 'abstract-level';
 import type { Level } from 'level';
+import { createHmac } from 'node:crypto';
 import { Keyring, type DataKeyTable } from '../crypto/keyring.js';
+import { ReplicaCipher, type RecoveryMaterial } from '../crypto/recovery.js';
 import { createChunker, DEFAULT_CHUNK_PARAMS, validateChunkParams, type ChunkParams, type Chunker } from './chunker.js';
 import {
   CONTAINER_TARGET_SIZE,
@@ -82,9 +87,50 @@ export interface GcContainerResult {
   movedBytes: number;
   /** The container the live chunks moved into. */
   into: number | null;
-  /** Why it was skipped (open, being sealed, gone, damaged). */
+  /** Why it was skipped (open, being sealed, damaged). */
   reason: string | null;
+  /** Recipe pages the reverse map named for it that GC read, and the chunk references in them. */
+  pagesRead: number;
+  references: number;
 }
+
+/**
+ * Recipe pages as GC and the reverse map see them (the stream layer owns the format): a page is
+ * a list of chunk references, each a fingerprint and a location hint.
+ */
+export interface RecipePages {
+  /** The sublevel of the root LevelDB holding the pages, by opaque page key. */
+  readonly db: BinarySublevel;
+  count(page: Buffer): number;
+  fingerprint(page: Buffer, i: number): Buffer;
+  /** The container of the i-th reference's location hint. */
+  hint(page: Buffer, i: number): number;
+  /** Points the i-th reference's location hint at `ref` (the same chunk, elsewhere). */
+  setHint(page: Buffer, i: number, ref: ChunkRef): void;
+}
+
+/** Pages a commit writes and deletes; `hints`: the distinct hint containers of the page deleted. */
+export interface PageChange {
+  put?: Array<{ key: Buffer; page: Buffer }>;
+  del?: Array<{ key: Buffer; hints: number[] }>;
+}
+
+/** What GC learned from the pages that refer to one container. */
+interface PageScan {
+  /** Own chunks (fingerprint as latin1) some page refers to. */
+  referenced: Set<string>;
+  rewrite: Array<{ key: Buffer; page: Buffer }>;
+  /** Pages whose hints name the container for chunks it does not own. */
+  foreign: Array<{ key: Buffer; fps: Buffer[] }>;
+  /** Page keys the container's map names that no longer refer to it. */
+  stale: Buffer[];
+  pagesRead: number;
+  references: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+/** Bytes of pages GC keeps in memory to rewrite their hints when it compacts one container. */
+const PAGE_REWRITE_BUDGET = 32 * 1024 * 1024;
 
 /** What scrub found in one container. */
 export interface ScrubContainerResult {
@@ -400,6 +446,9 @@ export class ChunkStore {
     const batch = this.db.batch() as CommitBatch;
     batch.put('nextContainer', next + 1, { sublevel: this.meta });
     batch.put(containerKey(next), wrapped, { sublevel: this.keyTable });
+    // A GC candidate from birth: chunks of aborted or crashed writes in it are referenced by no page.
+    batch.put(containerKey(next), EMPTY, { sublevel: this.gcTables.candidates });
+    if (next === 1) batch.put('pageRefs', 'built', { sublevel: this.meta });
     await batch.write(SYNC);
     this.dataKeys.set(next, key);
     return ContainerWriter.create(this.containersDir, next, key);
@@ -490,6 +539,179 @@ export class ChunkStore {
   }
 
   // ---- garbage collection ---------------------------------------------------------------------
+  //
+  // GC examines candidates only: containers that may hold garbage. A container becomes one when
+  // it is created (chunks of writes that were aborted or cut by a crash are unreferenced) and
+  // whenever a recipe page that referred to it is deleted or rewritten. For a candidate C, the
+  // reverse map names the pages that refer to C's chunks; GC reads just those. So a run costs
+  // what was written, deleted and moved since the last one, never a pass over the whole store.
+  //
+  // Invariant of the reverse map (table `containerpages`): for every stored recipe page P and
+  // every chunk P refers to, there is an entry (C, P) where C is the container the chunk lives
+  // in: its location hint's container while that exists (a data key is present), else the one
+  // the index names. Extra entries are harmless: GC drops them when it finds P no longer refers
+  // to C. Entries are written in the same LevelDB batch as the page, under the store lock, so
+  // GC never sees one without the other.
+
+  private gcTablesCache: { refs: BinarySublevel; candidates: BinarySublevel } | undefined;
+  /** Whether the reverse map covers every page (stores made before it existed need one pass). */
+  private pageRefsBuilt: boolean | undefined;
+
+  private get gcTables(): { refs: BinarySublevel; candidates: BinarySublevel } {
+    return (this.gcTablesCache ??= {
+      refs: this.db.sublevel<Buffer, Buffer>('containerpages', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as BinarySublevel,
+      candidates: this.db.sublevel<Buffer, Buffer>('gccandidates', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as BinarySublevel,
+    });
+  }
+
+  private async refsBuilt(): Promise<boolean> {
+    if (this.pageRefsBuilt === undefined) {
+      const state = await this.meta.get('pageRefs');
+      // No container ever made: no page can refer to anything, the (empty) map is complete.
+      this.pageRefsBuilt = state === 'built' || (state === undefined && (await this.meta.get('nextContainer')) === undefined);
+    }
+    return this.pageRefsBuilt;
+  }
+
+  /**
+   * Commits recipe pages with their reverse-map entries in one batch: like `commit` (synced,
+   * with the staged index entries and the caller's operations), or, with `sync` false, a plain
+   * unsynced batch (pages a writer spills ahead of its sync point). Pages in `del` are deleted
+   * (a page both deleted and put is replaced); the containers they referred to become GC
+   * candidates. `del` carries the hint containers the caller read outside the lock: a page is
+   * read again here only when one of them is gone (GC moved it meanwhile).
+   */
+  commitPages(pages: RecipePages, change: PageChange, extra?: (batch: CommitBatch) => void, sync = true): Promise<void> {
+    return this.exclusive(async () => {
+      if (sync) {
+        await this.settleSeals();
+        await this.writer?.flush();
+      }
+      const refs = await this.stagePageRefs(pages, change);
+      const stage = (b: CommitBatch): void => {
+        refs(b);
+        extra?.(b);
+      };
+      if (sync) return this.writeStaged(true, stage);
+      const batch = this.db.batch() as CommitBatch;
+      stage(batch);
+      await batch.write();
+    });
+  }
+
+  private async stagePageRefs(pages: RecipePages, change: PageChange): Promise<(b: CommitBatch) => void> {
+    const known = new Map<number, boolean>();
+    const exact = !(await this.refsBuilt());
+    const drop: Buffer[] = [];
+    const add: Buffer[] = [];
+    const candidates = new Set<number>();
+    const dropPage = (key: Buffer, containers: Iterable<number>): void => {
+      for (const c of containers) {
+        drop.push(refKey(c, key));
+        candidates.add(c);
+      }
+    };
+    const reread: Buffer[] = [];
+    for (const d of change.del ?? []) {
+      let current = true;
+      for (const c of d.hints) if (!(await this.containerExists(c, known))) current = false;
+      if (current) dropPage(d.key, d.hints);
+      else reread.push(d.key);
+    }
+    for (let i = 0; i < reread.length; i += 256) {
+      const keys = reread.slice(i, i + 256);
+      const bodies = await pages.db.getMany(keys);
+      for (const [j, page] of bodies.entries()) if (page) dropPage(keys[j], await this.pageContainers(pages, page, false, known));
+    }
+    for (const p of change.put ?? []) for (const c of await this.pageContainers(pages, p.page, exact, known)) add.push(refKey(c, p.key));
+    const { refs, candidates: table } = this.gcTables;
+    return (b) => {
+      for (const d of change.del ?? []) b.del(d.key, { sublevel: pages.db });
+      for (const k of drop) b.del(k, { sublevel: refs });
+      for (const c of candidates) b.put(containerKey(c), EMPTY, { sublevel: table });
+      for (const p of change.put ?? []) b.put(p.key, p.page, { sublevel: pages.db });
+      for (const k of add) b.put(k, EMPTY, { sublevel: refs });
+    };
+  }
+
+  /**
+   * The containers a page's chunks live in: each hint's container while it exists; for hints
+   * whose container is gone (compacted), or every chunk when `exact`, the index's answer.
+   */
+  private async pageContainers(pages: RecipePages, page: Buffer, exact: boolean, known: Map<number, boolean>): Promise<Set<number>> {
+    const n = pages.count(page);
+    const hints = new Set<number>();
+    for (let i = 0; i < n; i++) hints.add(pages.hint(page, i));
+    const out = new Set<number>();
+    const gone = new Set<number>();
+    for (const c of hints) {
+      if (await this.containerExists(c, known)) out.add(c);
+      else gone.add(c);
+    }
+    if (gone.size === 0 && !exact) return out;
+    const fps: Buffer[] = [];
+    for (let i = 0; i < n; i++) if (exact || gone.has(pages.hint(page, i))) fps.push(pages.fingerprint(page, i));
+    for (const ref of await this.index.lookupMany(fps)) if (ref) out.add(ref.container);
+    return out;
+  }
+
+  /** A container exists while its data key does (GC deletes the key in its index batch). */
+  private async containerExists(id: number, known?: Map<number, boolean>): Promise<boolean> {
+    const cached = known?.get(id);
+    if (cached !== undefined) return cached;
+    const yes = this.dataKeys.has(id) || (await this.keyTable.get(containerKey(id))) !== undefined;
+    known?.set(id, yes);
+    return yes;
+  }
+
+  /** Whether the reverse map covers every recipe page (else `buildPageRefs` must run first). */
+  pageRefsReady(): Promise<boolean> {
+    return this.refsBuilt();
+  }
+
+  /**
+   * Builds the reverse map of a store made before it existed: one pass over every recipe page,
+   * in batches of 256 pages that also record where the pass stands (a crash or a cancel resumes
+   * there). Chunks are placed by the index (exact). Then every container becomes a candidate
+   * (the garbage made before is unknown) and the map is marked complete. Returns pages read.
+   */
+  async buildPageRefs(pages: RecipePages, progress?: (pagesDone: number) => void): Promise<number> {
+    if (await this.refsBuilt()) return 0;
+    const state = (await this.meta.get('pageRefs')) as { after?: string } | undefined;
+    let after: Buffer | undefined = state?.after ? Buffer.from(state.after, 'hex') : undefined;
+    let done = 0;
+    for (;;) {
+      const group: Array<[Buffer, Buffer]> = [];
+      for await (const e of pages.db.iterator(after ? { gt: after, limit: 256 } : { limit: 256 })) group.push(e);
+      if (group.length === 0) break;
+      await this.exclusive(async () => {
+        const known = new Map<number, boolean>();
+        const batch = this.db.batch() as CommitBatch;
+        for (const [key, page] of group) {
+          for (const c of await this.pageContainers(pages, page, true, known)) batch.put(refKey(c, key), EMPTY, { sublevel: this.gcTables.refs });
+        }
+        const last = group[group.length - 1][0];
+        batch.put('pageRefs', { after: last.toString('hex') }, { sublevel: this.meta });
+        after = last;
+        await batch.write();
+      });
+      done += group.length;
+      progress?.(done);
+    }
+    const ids = (await listContainers(this.containersDir)).map((c) => c.id);
+    for (let i = 0; i < ids.length; i += 4096) {
+      const batch = this.db.batch() as CommitBatch;
+      for (const id of ids.slice(i, i + 4096)) batch.put(containerKey(id), EMPTY, { sublevel: this.gcTables.candidates });
+      await batch.write();
+    }
+    await this.exclusive(async () => {
+      const batch = this.db.batch() as CommitBatch;
+      batch.put('pageRefs', 'built', { sublevel: this.meta });
+      await batch.write(SYNC);
+      this.pageRefsBuilt = true;
+    });
+    return done;
+  }
 
   /**
    * Starts recording: from now on every chunk putChunks hands out joins `live`. `canStart` is
@@ -509,41 +731,88 @@ export class ChunkStore {
     this.gcLive = undefined;
   }
 
-  /** Ids of sealed containers GC may look at, oldest first. */
-  async gcCandidates(): Promise<number[]> {
-    return (await listContainers(this.containersDir)).filter((c) => c.sealed && c.id !== this.writer?.id && !this.sealing.has(c.id)).map((c) => c.id);
+  /**
+   * GC candidates (containers that may hold garbage) after container `after`, by id, up to
+   * `limit` of them; the open container and those being sealed wait for a later run.
+   */
+  async gcCandidates(after = -1, limit = 1024): Promise<number[]> {
+    const out: number[] = [];
+    const range = after >= 0 ? { gt: containerKey(after) } : {};
+    for await (const k of this.gcTables.candidates.keys(range)) {
+      const id = k.readUInt32BE(0);
+      if (id !== this.writer?.id && !this.sealing.has(id)) out.push(id);
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   /**
-   * Collects one container under the store lock: deletes it when no chunk of it is live,
-   * compacts it when its live share (by stored bytes) is below `threshold`, else keeps it.
-   * A chunk counts only where the index points at this very frame (copies left by an
-   * interrupted compaction are garbage).
+   * Collects one candidate under the store lock. Its chunks that count are those the index
+   * points at in this very frame (copies left by an interrupted compaction are garbage); one is
+   * live when a page the reverse map names refers to it, or it was handed out during this GC.
+   * No live chunk: deleted; live share (of stored bytes) below `threshold`: compacted; else
+   * kept. Crash-safe order: the new container sealed and durable; the map entries for it added;
+   * one synced batch moves the index entries, rewrites the pages' location hints (as many as
+   * PAGE_REWRITE_BUDGET allows; the others are resolved through the index) and deletes the old
+   * data key; then the old file, its map entries and its candidate mark go.
    */
-  collectContainer(id: number, threshold: number): Promise<GcContainerResult> {
+  collectContainer(id: number, threshold: number, pages: RecipePages): Promise<GcContainerResult> {
     return this.exclusive(async () => {
-      const res: GcContainerResult = { container: id, action: 'skipped', chunks: 0, liveChunks: 0, freedBytes: 0, movedChunks: 0, movedBytes: 0, into: null, reason: null };
+      const res: GcContainerResult = { container: id, action: 'skipped', chunks: 0, liveChunks: 0, freedBytes: 0, movedChunks: 0, movedBytes: 0, into: null, reason: null, pagesRead: 0, references: 0 };
       const live = this.gcLive;
       if (!live) throw new Error('collectContainer needs beginGc first');
       if (this.writer?.id === id || this.sealing.has(id)) return { ...res, reason: 'open or being sealed' };
       const path = containerPath(this.containersDir, id, true);
       const size = await stat(path).then((st) => st.size, () => -1);
-      if (size < 0) return { ...res, reason: 'gone' };
-      let footer: FooterEntry[];
+      if (!(await this.containerExists(id))) {
+        // Collected already; a crash cut the clean-up short (or its creation: no file at all).
+        await this.forgetContainer(id, path);
+        await this.dropContainerRefs(id);
+        return { ...res, action: 'deleted' };
+      }
+      if (size < 0 && (await exists(containerPath(this.containersDir, id, false)))) return { ...res, reason: 'not sealed' };
+      let footer: FooterEntry[] = [];
       try {
-        footer = await (await this.reader(id)).footer();
+        if (size >= 0) footer = await (await this.reader(id)).footer();
       } catch (err) {
         return { ...res, reason: `unreadable footer: ${(err as Error).message}` };
       }
-      const refs = await this.index.lookupMany(footer.map((e) => e.fingerprint));
-      const owned = footer.filter((e, i) => refs[i]?.container === id && refs[i]?.offset === e.offset);
-      const alive = owned.filter((e) => live.mayContain(e.fingerprint));
-      const dead = owned.filter((e) => !live.mayContain(e.fingerprint));
+      const indexed = await this.index.lookupMany(footer.map((e) => e.fingerprint));
+      const owned = new Map<string, FooterEntry>();
+      footer.forEach((e, i) => {
+        if (indexed[i]?.container === id && indexed[i]?.offset === e.offset) owned.set(fpKey(e.fingerprint), e);
+      });
+      const total = footer.reduce((n, e) => n + e.frameLength, 0);
+      let ownedBytes = 0;
+      for (const e of owned.values()) ownedBytes += e.frameLength;
+      // Once every own chunk is found referenced and that keeps the container, no more pages are needed.
+      const scan = await this.scanPages(id, pages, owned, (s) => s.referenced.size === owned.size && owned.size > 0 && ownedBytes >= threshold * total);
+      res.pagesRead = scan.pagesRead;
+      res.references = scan.references;
+      const alive: FooterEntry[] = [];
+      const dead: FooterEntry[] = [];
+      let guarded = false; // live only because handed out during this GC: look again next time
+      for (const [k, e] of owned) {
+        if (scan.referenced.has(k)) alive.push(e);
+        else if (live.mayContain(e.fingerprint)) (guarded = true), alive.push(e);
+        else dead.push(e);
+      }
       res.chunks = footer.length;
       res.liveChunks = alive.length;
-      const total = footer.reduce((n, e) => n + e.frameLength, 0);
       const liveBytes = alive.reduce((n, e) => n + e.frameLength, 0);
-      if (alive.length > 0 && liveBytes >= threshold * total) return { ...res, action: 'kept' };
+      if (alive.length > 0 && liveBytes >= threshold * total) {
+        const batch = this.db.batch() as CommitBatch;
+        for (const k of scan.stale) batch.del(refKey(id, k), { sublevel: this.gcTables.refs });
+        if (!guarded) batch.del(containerKey(id), { sublevel: this.gcTables.candidates });
+        await batch.write();
+        return { ...res, action: 'kept' };
+      }
+      // Hints naming this container for chunks it does not own: where the index says they are.
+      const foreignFps = scan.foreign.flatMap((f) => f.fps);
+      const owners = await this.index.lookupMany(foreignFps);
+      if (owners.some((r) => r?.container === id)) {
+        return { ...res, reason: `${size < 0 ? 'file missing' : 'the index names frames its footer lacks'}: chunks recipes refer to are unreadable; run 'vtl scrub'` };
+      }
       let moved: Array<[Buffer, ChunkRef]> = [];
       if (alive.length > 0) {
         try {
@@ -557,21 +826,121 @@ export class ChunkStore {
           return { ...res, reason: `compaction failed, container kept: ${(err as Error).message}` };
         }
       }
-      // Index first (synced): the chunks live on in the new container or are gone for good.
-      this.stats.chunks -= dead.length;
-      this.stats.uniqueBytes -= dead.reduce((n, e) => n + e.rawLength, 0);
-      this.stats.storedBytes -= size;
-      this.stats.containers--;
+      // Map entries first: a crash before the index batch leaves only extra ones.
+      await this.addMovedRefs(id, res.into, scan, owners);
+      const movedTo = new Map(moved.map(([fp, ref]) => [fpKey(fp), ref]));
+      const owner = new Map<string, ChunkRef>();
+      foreignFps.forEach((fp, i) => owners[i] && owner.set(fpKey(fp), owners[i]!));
+      if (size >= 0) {
+        this.stats.chunks -= dead.length;
+        this.stats.uniqueBytes -= dead.reduce((n, e) => n + e.rawLength, 0);
+        this.stats.storedBytes -= size;
+        this.stats.containers--;
+      }
+      // Then the index (synced): the chunks live on in the new container or are gone for good.
       const batch = this.db.batch() as CommitBatch;
       this.index.stage(batch, moved);
       this.index.stageDelete(batch, dead.map((e) => e.fingerprint));
+      for (const { key, page } of scan.rewrite) if (rewriteHints(pages, page, id, movedTo, owner)) batch.put(key, page, { sublevel: pages.db });
+      batch.del(containerKey(id), { sublevel: this.keyTable });
+      if (res.into !== null && !guarded) batch.del(containerKey(res.into), { sublevel: this.gcTables.candidates });
       batch.put('stats', this.stats, { sublevel: this.meta });
       await batch.write(SYNC);
+      this.dataKeys.delete(id);
       await this.forgetContainer(id, path);
-      res.freedBytes = size - res.movedBytes;
+      await this.dropContainerRefs(id);
+      res.freedBytes = Math.max(0, size) - res.movedBytes;
       res.action = alive.length > 0 ? 'compacted' : 'deleted';
       return res;
     });
+  }
+
+  /**
+   * Reads the pages the reverse map names for container `id`, in groups: which of its own
+   * chunks they refer to, pages to rewrite (up to PAGE_REWRITE_BUDGET bytes of them), hints to
+   * `id` for chunks it does not own, and map entries that are stale. Stops once `enough` says so.
+   */
+  private async scanPages(id: number, pages: RecipePages, owned: Map<string, FooterEntry>, enough: (s: PageScan) => boolean): Promise<PageScan> {
+    const scan: PageScan = { referenced: new Set(), rewrite: [], foreign: [], stale: [], pagesRead: 0, references: 0 };
+    let kept = 0;
+    let group: Buffer[] = [];
+    const visit = async (): Promise<void> => {
+      const bodies = await pages.db.getMany(group);
+      bodies.forEach((page, j) => {
+        const key = group[j];
+        if (!page) return void scan.stale.push(key);
+        scan.pagesRead++;
+        const n = pages.count(page);
+        scan.references += n;
+        let touches = false;
+        const foreign: Buffer[] = [];
+        for (let i = 0; i < n; i++) {
+          const fp = pages.fingerprint(page, i);
+          const k = fpKey(fp);
+          if (owned.has(k)) (touches = true), scan.referenced.add(k);
+          else if (pages.hint(page, i) === id) foreign.push(Buffer.from(fp));
+        }
+        if (!touches && foreign.length === 0) return void scan.stale.push(key);
+        if (foreign.length > 0) scan.foreign.push({ key, fps: foreign });
+        if (kept + page.length <= PAGE_REWRITE_BUDGET) {
+          scan.rewrite.push({ key, page });
+          kept += page.length;
+        }
+      });
+      group = [];
+    };
+    for await (const k of this.gcTables.refs.keys(refRange(id))) {
+      group.push(k.subarray(4));
+      if (group.length === 128) {
+        await visit();
+        if (enough(scan)) return scan;
+      }
+    }
+    if (group.length > 0) await visit();
+    return scan;
+  }
+
+  /** Map entries for where the chunks of `from` go: every page of its map to `into`, foreign hints to their owners. */
+  private async addMovedRefs(from: number, into: number | null, scan: PageScan, owners: Array<ChunkRef | undefined>): Promise<void> {
+    const { refs } = this.gcTables;
+    const stale = new Set(scan.stale.map((k) => k.toString('hex')));
+    let batch = this.db.batch() as CommitBatch;
+    let n = 0;
+    if (into !== null) {
+      for await (const k of refs.keys(refRange(from))) {
+        const page = k.subarray(4);
+        if (stale.has(page.toString('hex'))) continue;
+        batch.put(refKey(into, page), EMPTY, { sublevel: refs });
+        if (++n % 1024 === 0) {
+          await batch.write();
+          batch = this.db.batch() as CommitBatch;
+        }
+      }
+    }
+    let i = 0;
+    for (const f of scan.foreign) {
+      for (let j = 0; j < f.fps.length; j++, i++) {
+        const r = owners[i];
+        if (r) batch.put(refKey(r.container, f.key), EMPTY, { sublevel: refs });
+      }
+    }
+    await batch.write();
+  }
+
+  /** Deletes a collected container's map entries, then its candidate mark (the last trace of it). */
+  private async dropContainerRefs(id: number): Promise<void> {
+    const { refs, candidates } = this.gcTables;
+    let batch = this.db.batch() as CommitBatch;
+    let n = 0;
+    for await (const k of refs.keys(refRange(id))) {
+      batch.del(k, { sublevel: refs });
+      if (++n % 1024 === 0) {
+        await batch.write();
+        batch = this.db.batch() as CommitBatch;
+      }
+    }
+    batch.del(containerKey(id), { sublevel: candidates });
+    await batch.write();
   }
 
   /** Copies live chunks into a new container, sealed and durable before this resolves. */
@@ -595,9 +964,10 @@ export class ChunkStore {
     }
   }
 
-  /** Drops every cached trace of a container, deletes its file, then its data key. */
+  /** Drops every cached trace of a collected container and deletes its file (its key is gone already). */
   private async forgetContainer(id: number, path: string): Promise<void> {
     this.locality.drop(id);
+    this.dataKeys.delete(id);
     const r = this.readers.get(id);
     this.readers.delete(id);
     await (await r?.catch(() => undefined))?.close();
@@ -605,9 +975,6 @@ export class ChunkStore {
       if (err.code !== 'ENOENT') throw err;
     });
     await syncDir(this.containersDir);
-    // A reader that finds no key falls back to the index (readRelocated).
-    await this.keyTable.del(containerKey(id));
-    this.dataKeys.delete(id);
   }
 
   /**
@@ -634,8 +1001,10 @@ export class ChunkStore {
     this.stats.storedBytes += (await stat(containerPath(this.containersDir, writer.id, true))).size;
     await this.writeEntries(entries, false);
     this.locality.addContainer(writer.id, footer.map((e) => [fingerprintFromBytes(e.fingerprint), stripFp(e)]));
-    for (const [fp] of entries) {
-      const key = fingerprintFromBytes(fp);
+    // Every chunk of the container, also those whose index entries an earlier commit wrote:
+    // a stale entry here would outlive the container (GC) and hand out a reference into nothing.
+    for (const e of footer) {
+      const key = fingerprintFromBytes(e.fingerprint);
       if (this.recent.get(key)?.container === writer.id) this.recent.delete(key);
     }
     // A reader opened on the unsealed file would not see the footer: drop it.
@@ -791,6 +1160,9 @@ export class ChunkStore {
       this.sealInBackground();
       await this.settleSeals();
       await this.index.clear();
+      // Chunks may now be indexed at other copies: the next GC rebuilds the reverse map by the index.
+      await this.meta.del('pageRefs');
+      this.pageRefsBuilt = false;
       let containers = 0;
       let chunks = 0;
       for (const c of await listContainers(this.containersDir)) {
@@ -814,6 +1186,92 @@ export class ChunkStore {
       for (const r of this.readers.values()) await (await r.catch(() => undefined))?.close();
       this.readers.clear();
       this.closed = true;
+    });
+  }
+
+  // ---- replication ------------------------------------------------------------------------------
+
+  /** This store's id: derived one-way from its fingerprint secret, stable and safe to show. */
+  get storeId(): string {
+    return createHmac('sha256', this.keyring.fingerprintSecret).update('vtl/store-id/v1').digest().subarray(0, 8).toString('hex');
+  }
+
+  /** What a second region needs to read this store's replicas (for `vtl dr export-key`). */
+  async recoveryMaterial(): Promise<RecoveryMaterial> {
+    return { storeId: this.storeId, replicationKey: await this.keyring.replicationKey(), fingerprintSecret: this.keyring.fingerprintSecret, gearSeed: this.keyring.gearSeed };
+  }
+
+  /** Seals and opens what this store ships to object tiers. */
+  async replicaCipher(): Promise<ReplicaCipher> {
+    return new ReplicaCipher(await this.keyring.replicationKey());
+  }
+
+  /**
+   * Seals the open container and waits for every seal in progress: afterwards every chunk
+   * handed out before the call lives in a sealed container (replication ships sealed ones only).
+   */
+  sealOpenContainer(): Promise<void> {
+    return this.exclusive(async () => {
+      this.sealInBackground();
+      await this.settleSeals();
+    });
+  }
+
+  /** A sealed container's bytes and data key, to ship it as it is; undefined when it is gone. */
+  async sealedContainer(id: number): Promise<{ bytes: Buffer; dataKey: Buffer } | undefined> {
+    try {
+      const dataKey = await this.dataKey(id);
+      return { bytes: await readFile(containerPath(this.containersDir, id, true)), dataKey };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Where chunks live now (index lookups), for location hints whose container is gone. */
+  locate(fingerprints: Buffer[]): Promise<Array<ChunkRef | undefined>> {
+    return this.index.lookupMany(fingerprints);
+  }
+
+  /**
+   * Replaces a damaged sealed container with a copy of it from elsewhere (a replica): the copy
+   * must open with this store's data key for that container, and every frame and the footer
+   * must check out, before it atomically takes the damaged file's place (temporary file,
+   * fsync, rename, directory fsync). Returns the number of chunks in it.
+   */
+  restoreContainer(id: number, bytes: Buffer): Promise<number> {
+    return this.exclusive(async () => {
+      const key = await this.dataKey(id);
+      const dir = join(this.dir, 'repair');
+      await mkdir(dir, { recursive: true });
+      const tmp = containerPath(dir, id, true);
+      const fh = await openFile(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      let chunks: number;
+      try {
+        const reader = await ContainerReader.open(dir, id, key);
+        try {
+          const footer = await reader.footer();
+          await reader.readMany(footer.map((e) => ({ ref: e, fingerprint: e.fingerprint })));
+          chunks = footer.length;
+        } finally {
+          await reader.close();
+        }
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw new Error(`the copy of container ${id} is damaged too: ${(err as Error).message}`, { cause: err });
+      }
+      const stale = this.readers.get(id);
+      this.readers.delete(id);
+      await (await stale?.catch(() => undefined))?.close();
+      await rename(tmp, containerPath(this.containersDir, id, true));
+      await syncDir(this.containersDir);
+      return chunks;
     });
   }
 
@@ -847,6 +1305,34 @@ export function explainStorageError(err: Error, dir: string): Error {
 
 function stripFp(e: FooterEntry): ChunkRef {
   return { container: e.container, offset: e.offset, frameLength: e.frameLength, rawLength: e.rawLength };
+}
+
+/** Reverse-map key: container (u32 BE) then the page key. */
+function refKey(container: number, page: Buffer): Buffer {
+  const k = Buffer.allocUnsafe(4 + page.length);
+  k.writeUInt32BE(container, 0);
+  page.copy(k, 4);
+  return k;
+}
+
+function refRange(container: number): { gt: Buffer; lt: Buffer } {
+  const k = containerKey(container);
+  return { gt: k, lt: Buffer.concat([k, Buffer.alloc(64, 0xff)]) };
+}
+
+function fpKey(fp: Buffer): string {
+  return fp.toString('latin1', 0, 16);
+}
+
+/** Points a page's references at the chunks' new places; true when anything changed. */
+function rewriteHints(pages: RecipePages, page: Buffer, from: number, movedTo: Map<string, ChunkRef>, owner: Map<string, ChunkRef>): boolean {
+  let changed = false;
+  for (let i = 0, n = pages.count(page); i < n; i++) {
+    const k = fpKey(pages.fingerprint(page, i));
+    const to = movedTo.get(k) ?? (pages.hint(page, i) === from ? owner.get(k) : undefined);
+    if (to) (changed = true), pages.setHint(page, i, to);
+  }
+  return changed;
 }
 
 function containerKey(id: number): Buffer {

@@ -1,19 +1,27 @@
 /**
- * Space reclamation (GC): mark and sweep from the recipes, no reference counts on the hot path.
+ * Space reclamation (GC): its cost grows with what was written, deleted and moved since the
+ * last run, not with the whole store, and its memory is bounded.
  *
- * Mark: every fingerprint of every recipe page (also pages a writer spilled past its synced
- * length: keeping them live is only ever safe) goes into a Bloom filter, about 10 bits per
- * chunk, so memory stays bounded and far below the index's size; a false positive keeps a
- * little garbage, never loses data. Before marking, the chunk store starts adding every chunk
- * it hands out to the same filter, and that start waits for a moment when no stream writer
- * holds unsynced references (they are only in its memory): every reference is then either in
- * a recipe page or recorded.
- * Sweep: each sealed container, under the store's lock, is deleted when nothing in it is live
- * or compacted when its live share is below the threshold (dedup/store.ts, crash-safe order).
+ * Guarantees:
+ * - Nothing live is lost, whatever moment a SIGKILL hits (crash-safe order in dedup/store.ts).
+ * - Only candidate containers are examined: those created since they were last examined, and
+ *   those a recipe page stopped referring to (a page deleted or cut). For each, the reverse map
+ *   (container -> recipe pages, kept in the same LevelDB batches as the pages) names the pages
+ *   to read; a container with nothing referenced is deleted, one whose live share is below the
+ *   threshold is compacted, and the pages that referred to it get their location hints pointed
+ *   at the new container in the same synced batch that moves the index entries.
+ * - A store made before the reverse map existed gets it built by its first GC: one pass over
+ *   all recipe pages, resumable, after which every container is examined once.
+ * - GC starts at a moment when no stream writer holds unsynced references (they exist only in
+ *   its memory); from then on the chunk store records every chunk it hands out (a Bloom filter
+ *   that grows with those chunks only), so a backup running during GC keeps what it refers to.
+ *   A writer's in-memory copy of a page that GC rewrote still names the old container: its
+ *   next commit maps such hints through the index, and reads fall back to the index.
  */
 import { BloomFilter } from '../dedup/bloom.js';
 import type { ChunkStore, GcContainerResult } from '../dedup/store.js';
-import { RECIPE_ENTRY, type RecipeStreams } from '../stream/recipes.js';
+import type { BinarySublevel } from '../dedup/fingerprint-index.js';
+import { recipePageAccess, type RecipeStreams } from '../stream/recipes.js';
 import type { JobContext, Jobs, JobRecord } from './jobs.js';
 
 export interface GcOptions {
@@ -25,8 +33,12 @@ export interface GcOptions {
 
 export interface GcReport {
   threshold: number;
+  /** Recipe pages read to decide about the containers examined, and the references in them. */
   recipePages: number;
   references: number;
+  /** Recipe pages read once to build the reverse map (a store made before it existed). */
+  mapBuiltFromPages: number;
+  /** Candidate containers examined. */
   containers: number;
   deleted: number;
   compacted: number;
@@ -41,6 +53,7 @@ export interface GcReport {
 }
 
 const POLL_MS = 50;
+const CANDIDATES_AT_ONCE = 256;
 
 export class GarbageCollector {
   constructor(
@@ -59,8 +72,8 @@ export class GarbageCollector {
   async run(ctx: Pick<JobContext, 'progress' | 'checkCancelled'>, threshold = 0.5, waitMs = 600_000): Promise<GcReport> {
     const started = Date.now();
     const before = this.chunks.getStats();
-    const report: GcReport = { threshold, recipePages: 0, references: 0, containers: 0, deleted: 0, compacted: 0, kept: 0, skipped: [], reclaimedBytes: 0, movedBytes: 0, movedChunks: 0, storedBytesBefore: before.storedBytes, storedBytesAfter: 0, seconds: 0 };
-    const live = new BloomFilter(Math.max(1024, before.chunks));
+    const report: GcReport = { threshold, recipePages: 0, references: 0, mapBuiltFromPages: 0, containers: 0, deleted: 0, compacted: 0, kept: 0, skipped: [], reclaimedBytes: 0, movedBytes: 0, movedChunks: 0, storedBytesBefore: before.storedBytes, storedBytesAfter: 0, seconds: 0 };
+    const live = new BloomFilter(1 << 16);
     ctx.progress(0, null, 'waiting for stream writers to reach a sync point');
     const deadline = Date.now() + waitMs;
     while (!(await this.chunks.beginGc(live, () => this.streams.openWriters === 0))) {
@@ -69,18 +82,23 @@ export class GarbageCollector {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     try {
-      ctx.progress(0, null, 'marking live chunks from the recipes');
-      for await (const page of this.streams.pages.values()) {
-        for (let e = 0; e + RECIPE_ENTRY <= page.length; e += RECIPE_ENTRY) live.add(page.subarray(e, e + 16));
-        report.references += Math.floor(page.length / RECIPE_ENTRY);
-        if (++report.recipePages % 256 === 0) ctx.checkCancelled();
+      const pages = recipePageAccess(this.streams.pages as BinarySublevel);
+      if (!(await this.chunks.pageRefsReady())) {
+        ctx.progress(0, null, 'building the map from containers to recipe pages (once)');
+        report.mapBuiltFromPages = await this.chunks.buildPageRefs(pages, (n) => {
+          ctx.checkCancelled();
+          ctx.progress(0, null, `map built from ${n} recipe pages`);
+        });
       }
-      const ids = await this.chunks.gcCandidates();
-      ctx.progress(0, ids.length, 'sweeping containers');
-      for (const id of ids) {
-        ctx.checkCancelled();
-        this.count(report, await this.chunks.collectContainer(id, threshold));
-        ctx.progress(report.containers, ids.length, `container ${id}`);
+      ctx.progress(0, null, 'examining candidate containers');
+      let after = -1;
+      for (let ids = await this.chunks.gcCandidates(after, CANDIDATES_AT_ONCE); ids.length > 0; ids = await this.chunks.gcCandidates(after, CANDIDATES_AT_ONCE)) {
+        for (const id of ids) {
+          ctx.checkCancelled();
+          this.count(report, await this.chunks.collectContainer(id, threshold, pages));
+          ctx.progress(report.containers, null, `container ${id}`);
+          after = id;
+        }
       }
     } finally {
       this.chunks.endGc();
@@ -92,6 +110,8 @@ export class GarbageCollector {
 
   private count(report: GcReport, r: GcContainerResult): void {
     report.containers++;
+    report.recipePages += r.pagesRead;
+    report.references += r.references;
     if (r.action === 'deleted') report.deleted++;
     else if (r.action === 'compacted') report.compacted++;
     else if (r.action === 'kept') report.kept++;

@@ -6,13 +6,20 @@
  * that depend on them (found by one pass over the recipes: by fingerprint, and by location
  * hint for containers whose footer is unreadable).
  *
- * Repair from a replica needs the replication layer (not part of this build): until then
- * `repairedChunks` is 0 and every damaged chunk is reported.
+ * Self-heal: a container with damage is fetched again from a replication target that holds it
+ * (`replicas`), checked whole with this store's key, and swapped in atomically
+ * (ChunkStore.restoreContainer); it is then scrubbed again, and its damaged chunks count as
+ * repaired only when that second pass is clean. Without a replica they are reported.
  */
 import type { ChunkStore } from '../dedup/store.js';
 import type { Libraries } from '../library/index.js';
 import { RECIPE_ENTRY, type RecipeStreams } from '../stream/recipes.js';
 import type { JobContext, Jobs, JobRecord } from './jobs.js';
+
+/** Where a damaged container may be fetched again (the replication targets). */
+export interface ReplicaSource {
+  fetchContainer(id: number): Promise<Buffer | undefined>;
+}
 
 export interface ScrubOptions {
   /** Read at most this many MB per second (default 200; 0 = unthrottled). */
@@ -38,6 +45,8 @@ export interface ScrubReport {
   bytesRead: number;
   damagedChunks: number;
   repairedChunks: number;
+  /** Containers replaced by their replica. */
+  repairedContainers: number[];
   /** Containers whose footer failed (their chunks cannot be listed one by one). */
   damagedContainers: number[];
   damaged: DamagedChunk[];
@@ -57,6 +66,7 @@ export class Scrubber {
     private readonly chunks: ChunkStore,
     private readonly streams: RecipeStreams,
     private readonly libraries: Libraries,
+    private readonly replicas?: ReplicaSource,
   ) {}
 
   start(requestedBy: string | null = null, opts: ScrubOptions = {}): Promise<JobRecord> {
@@ -66,13 +76,23 @@ export class Scrubber {
   async run(ctx: Pick<JobContext, 'progress' | 'checkCancelled'>, opts: ScrubOptions = {}): Promise<ScrubReport> {
     const maxMBps = opts.maxMBps ?? 200;
     const started = Date.now();
-    const report: ScrubReport = { containers: 0, chunksChecked: 0, bytesRead: 0, damagedChunks: 0, repairedChunks: 0, damagedContainers: [], damaged: [], indexMismatches: 0, danglingIndexEntries: 0, affectedCartridges: [], seconds: 0, mbPerSecond: 0 };
+    const report: ScrubReport = { containers: 0, chunksChecked: 0, bytesRead: 0, damagedChunks: 0, repairedChunks: 0, repairedContainers: [], damagedContainers: [], damaged: [], indexMismatches: 0, danglingIndexEntries: 0, affectedCartridges: [], seconds: 0, mbPerSecond: 0 };
     const badFps = new Set<string>();
     const ids = await this.chunks.sealedContainers();
     ctx.progress(0, ids.length, 'reading containers');
     for (const id of ids) {
       ctx.checkCancelled();
-      const r = await this.chunks.scrubContainer(id);
+      let r = await this.chunks.scrubContainer(id);
+      if ((r.footerDamaged || r.damaged.length) && (await this.repair(id, r.footerDamaged ?? r.damaged[0].reason))) {
+        const healed = await this.chunks.scrubContainer(id);
+        if (!healed.footerDamaged && !healed.damaged.length) {
+          report.repairedChunks += r.footerDamaged ? healed.chunksChecked : r.damaged.length;
+          report.damagedChunks += r.footerDamaged ? healed.chunksChecked : r.damaged.length;
+          report.repairedContainers.push(id);
+          report.bytesRead += r.bytesRead;
+          r = healed;
+        }
+      }
       report.containers++;
       report.chunksChecked += r.chunksChecked;
       report.bytesRead += r.bytesRead;
@@ -100,6 +120,20 @@ export class Scrubber {
     report.seconds = (Date.now() - started) / 1000;
     report.mbPerSecond = report.seconds > 0 ? report.bytesRead / 1e6 / report.seconds : 0;
     return report;
+  }
+
+  /** Swaps in the replica of a damaged container; false when there is none or it fails. */
+  private async repair(id: number, why: string): Promise<boolean> {
+    const bytes = await this.replicas?.fetchContainer(id).catch(() => undefined);
+    if (!bytes) return false;
+    try {
+      await this.chunks.restoreContainer(id, bytes);
+      console.error(`vtl: scrub: container ${id} was damaged (${why}); replaced by its replica`);
+      return true;
+    } catch (err) {
+      console.error(`vtl: scrub: container ${id} could not be repaired from its replica: ${(err as Error).message}`);
+      return false;
+    }
   }
 
   private list(report: ScrubReport, d: DamagedChunk): void {

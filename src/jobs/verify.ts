@@ -13,7 +13,10 @@ import type { Libraries } from '../library/index.js';
 import { FileChecksum, type Medium, type TapeFileInfo } from '../tape/index.js';
 import { decodeRef } from '../dedup/fingerprint-index.js';
 import type { StoredChunk } from '../dedup/store.js';
-import { RECIPE_ENTRY, type RecipeStreams } from '../stream/recipes.js';
+import { RECIPE_ENTRY, type ChunkSource, type RecipeStreams } from '../stream/recipes.js';
+
+/** How verify reaches recipes: a RecipeStreams, or a StreamRouter that also reaches replicas. */
+export type RecipeAccess = Pick<RecipeStreams<ChunkSource>, 'openReader' | 'pageAt' | 'pageRange' | 'sourceOf'>;
 import { JobCancelled, type JobContext, type Jobs, type JobsDb, type JobRecord } from './jobs.js';
 
 export interface FileVerdict {
@@ -54,7 +57,7 @@ export class Verifications {
     db: JobsDb,
     private readonly jobs: Jobs,
     private readonly libraries: Libraries,
-    private readonly streams: RecipeStreams,
+    private readonly streams: RecipeAccess,
   ) {
     this.history = db.sublevel<string, unknown>('jobs', { valueEncoding: 'json' }).sublevel<string, VerifyReport>('verifications', { valueEncoding: 'json' });
   }
@@ -162,7 +165,7 @@ export class Verifications {
     let group: Array<{ chunk: StoredChunk; from: number; to: number }> = [];
     const flush = async () => {
       ctx.checkCancelled();
-      const data = await this.readGroup(group.map((g) => g.chunk));
+      const data = await this.readGroup(sid, group.map((g) => g.chunk));
       group.forEach((g, i) => h.update(data[i].subarray(g.from, g.to)));
       group = [];
     };
@@ -183,24 +186,21 @@ export class Verifications {
     return h;
   }
 
-  private async readGroup(chunks: StoredChunk[]): Promise<Buffer[]> {
+  private async readGroup(sid: string, chunks: StoredChunk[]): Promise<Buffer[]> {
+    const source = this.streams.sourceOf(sid);
     try {
-      return await this.chunks().readChunks(chunks);
+      return await source.readChunks(chunks);
     } catch {
       const out: Buffer[] = [];
       for (const c of chunks) {
         try {
-          out.push((await this.chunks().readChunks([c]))[0]);
+          out.push((await source.readChunks([c]))[0]);
         } catch (err) {
           throw new Error(`chunk ${c.fingerprint.toString('hex')} (container ${c.ref.container}): ${(err as Error).message}`);
         }
       }
       return out;
     }
-  }
-
-  private chunks() {
-    return this.streams.store;
   }
 
   /**

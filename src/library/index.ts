@@ -21,7 +21,7 @@
  * Errors are `LibraryError` with a `code` (and SCSI `sense` where a changer has one).
  */
 export { Libraries, Drive } from './libraries.js';
-export type { LibrarySpec, LibraryRecord, Location, CartridgeState, Cartridge, CartridgeSpec, ElementStatus, DriveStatus } from './libraries.js';
+export type { LibrarySpec, LibraryRecord, Location, CartridgeState, Cartridge, CartridgeSpec, CartridgeEvent, ElementStatus, DriveStatus } from './libraries.js';
 export { LibraryError } from './errors.js';
 export type { LibraryErrorCode } from './errors.js';
 export { MODELS, DEFAULT_MODEL, DEFAULT_DRIVE } from './elements.js';

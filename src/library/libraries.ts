@@ -7,7 +7,7 @@
  * A cartridge's record and the element index change in one batch. Mutations run one at a time.
  */
 import type { SyncBatch } from '../stream/index.js';
-import { MediumInUseError, TapeStore, tapeResult, type Medium, type MediumInfo, type MediumSpec, type TapeDeps, type TapePosition, type TapeResult } from '../tape/index.js';
+import { MediumInUseError, TapeStore, tapeResult, type Medium, type MediumConfig, type MediumImage, type MediumInfo, type MediumSpec, type TapeDeps, type TapePosition, type TapeResult } from '../tape/index.js';
 import { barcodeRange, barcodeRangeFrom, checkBarcode, mediaSuffix, suffixMedia } from './barcode.js';
 import { DEFAULT_DRIVE, DEFAULT_MODEL, allElements, checkGeometry, elementAt, elementOf, modelOf, type ElementRef } from './elements.js';
 import { LibraryError } from './errors.js';
@@ -57,6 +57,17 @@ export interface Cartridge {
   createdAt: string;
 }
 
+/**
+ * What upper layers may react to (replication policies): a cartridge left a drive (its data is
+ * at a sync point) or went to a mail slot. Listeners run after the move is recorded; their
+ * errors are theirs (they never fail the move).
+ */
+export interface CartridgeEvent {
+  kind: 'unloaded' | 'exported';
+  barcode: string;
+  library: string;
+}
+
 export interface ElementStatus extends ElementRef {
   barcode: string | null;
 }
@@ -104,6 +115,7 @@ export class Libraries {
   private readonly elems;
   private readonly drives = new Map<string, DriveState>();
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners: Array<(e: CartridgeEvent) => void> = [];
 
   constructor(private readonly deps: TapeDeps) {
     this.tapes = new TapeStore(deps);
@@ -111,6 +123,21 @@ export class Libraries {
     this.libs = lib.sublevel<string, LibraryRecord>('libs', { valueEncoding: 'json' });
     this.carts = lib.sublevel<string, CartridgeRecord>('carts', { valueEncoding: 'json' });
     this.elems = lib.sublevel<string, string>('elems', { valueEncoding: 'json' });
+  }
+
+  /** Calls `fn` for every cartridge unloaded from a drive or exported to a mail slot. */
+  onCartridgeEvent(fn: (e: CartridgeEvent) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private emit(e: CartridgeEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch (err) {
+        console.error(`vtl: cartridge event listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   // ---- libraries -------------------------------------------------------------------------------
@@ -205,6 +232,38 @@ export class Libraries {
       });
       await b.write();
       return Promise.all(barcodes.map((c) => this.getCartridge(c)));
+    });
+  }
+
+  /**
+   * Puts a medium that arrives whole (a replica from another region) into the vault, or
+   * refreshes one that is there: its configuration, end of data and tape map, with the caller's
+   * operations, in one batch. A barcode in use by another cartridge (not `replaceable`) is
+   * refused; so is a cartridge that is in a drive.
+   */
+  adoptCartridge(barcode: string, img: MediumImage, replaceable: (existing: MediumConfig) => boolean, extra?: (b: SyncBatch) => void): Promise<Cartridge> {
+    return this.locked(async () => {
+      checkBarcode(barcode);
+      const rec = await this.carts.get(barcode);
+      if (rec || (await this.tapes.exists(barcode))) {
+        if (!replaceable(await this.tapes.config(barcode))) throw new LibraryError('EXISTS', `barcode ${barcode} is already in use by a cartridge of this installation`);
+        if (rec && (await this.locationOf(rec)).kind === 'drive') throw new LibraryError('IN_USE', `cartridge ${barcode} is in a drive: unload it first`);
+      }
+      const next: CartridgeRecord = rec ?? { barcode, library: null, address: null, home: null, createdAt: new Date().toISOString() };
+      await this.tapes.putImage(barcode, img, (b) => {
+        b.put(barcode, next, { sublevel: this.carts });
+        extra?.(b);
+      });
+      return this.getCartridge(barcode);
+    });
+  }
+
+  /** Changes a medium that is not in a drive, under the library lock (e.g. promoting a replica). */
+  withIdleCartridge<T>(barcode: string, fn: () => Promise<T>): Promise<T> {
+    return this.locked(async () => {
+      const rec = await this.cartridge(barcode);
+      if ((await this.locationOf(rec)).kind === 'drive') throw new LibraryError('IN_USE', `cartridge ${barcode} is in a drive: unload it first`);
+      return fn();
     });
   }
 
@@ -483,6 +542,8 @@ export class Libraries {
       if (src.type === 'slot') rec.home = src.address;
     }
     await this.place(rec, lib.name, dst.address);
+    if (src.type === 'drive') this.emit({ kind: 'unloaded', barcode: code, library: lib.name });
+    if (dst.type === 'mailslot') this.emit({ kind: 'exported', barcode: code, library: lib.name });
   }
 
   /** Records a cartridge's new place (null: the vault) and the element index in one batch. */

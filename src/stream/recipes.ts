@@ -11,7 +11,8 @@
  * deleted when a writer opens the stream.
  */
 import type { Level } from 'level';
-import type { ChunkStore, CommitBatch, StoredChunk } from '../dedup/store.js';
+import type { ChunkRef, ChunkStore, CommitBatch, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
+import type { BinarySublevel } from '../dedup/fingerprint-index.js';
 import { decodeRef, encodeRef } from '../dedup/fingerprint-index.js';
 import type { StreamId, StreamReader, StreamStats, StreamWriter, Streams, SyncBatch } from './index.js';
 
@@ -30,7 +31,24 @@ interface StreamMeta {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type RootDb = Level<any, any>;
 
-export class RecipeStreams implements Streams {
+/**
+ * What RecipeStreams needs of a chunk store. The local ChunkStore provides all of it; a replica
+ * of another store (read only) provides reads and commits and refuses the rest.
+ */
+export interface ChunkSource {
+  readonly chunker: { readonly params: { readonly max: number } };
+  readChunks(items: StoredChunk[], into?: Buffer): Promise<Buffer[]>;
+  commit(extra?: (batch: CommitBatch) => void): Promise<void>;
+  /**
+   * Commits pages with the reverse map from containers to pages that GC needs (the local
+   * ChunkStore); a source without it (a read-only replica) gets the pages through `commit`.
+   */
+  commitPages?(pages: RecipePages, change: PageChange, extra?: (batch: CommitBatch) => void, sync?: boolean): Promise<void>;
+  cutAndHash(view: Buffer, final: boolean): Promise<{ cuts: Uint32Array; fingerprints: Buffer }>;
+  putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]>;
+}
+
+export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Streams {
   private readonly meta;
   readonly pages;
   private readonly counter;
@@ -42,7 +60,7 @@ export class RecipeStreams implements Streams {
 
   constructor(
     db: RootDb,
-    readonly store: ChunkStore,
+    readonly store: S,
   ) {
     this.meta = db.sublevel<string, StreamMeta>('streams', { valueEncoding: 'json' });
     this.pages = db.sublevel<Buffer, Buffer>('recipes', { keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -54,7 +72,16 @@ export class RecipeStreams implements Streams {
     return this.writers.size;
   }
 
-  async create(): Promise<StreamId> {
+  /** Creations one at a time: two at once would read the same counter and share an id. */
+  private creating: Promise<unknown> = Promise.resolve();
+
+  create(): Promise<StreamId> {
+    const run = this.creating.then(() => this.createOne());
+    this.creating = run.catch(() => undefined);
+    return run;
+  }
+
+  private async createOne(): Promise<StreamId> {
     const next = ((await this.counter.get('next')) ?? 1) as number;
     const id = next.toString(16).padStart(16, '0');
     const meta: StreamMeta = { length: 0, createdAt: new Date().toISOString() };
@@ -131,13 +158,19 @@ export class RecipeStreams implements Streams {
     if (!Number.isSafeInteger(length) || length < 0 || length > meta.length) {
       throw new RangeError(`cannot truncate stream ${id} to ${length}: its length is ${meta.length}`);
     }
-    const doomed: Buffer[] = [];
-    for await (const key of this.pages.keys({ gte: pageKey(id, length), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) doomed.push(key);
-    const last = await this.lastPage(id, length);
+    const del: PageChange['del'] = [];
+    for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, length), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) del.push({ key, hints: pageHints(page) });
+    // The page holding the new end is cut there: replaced (deleted and put) when that changes it.
+    const put: Array<{ key: Buffer; page: Buffer }> = [];
+    const holder = length > 0 ? await this.pageAt(id, length - 1) : undefined;
+    if (holder) {
+      const key = pageKey(id, holder.start);
+      const cut = clipPage(holder.page, length - holder.start);
+      if (!cut.equals(holder.page)) del.push({ key, hints: pageHints(holder.page) });
+      put.push({ key, page: cut });
+    }
     const next: StreamMeta = { ...meta, length };
-    await this.store.commit((b) => {
-      for (const key of doomed) b.del(key, { sublevel: this.pages });
-      if (last) b.put(pageKey(id, last.start), last.page, { sublevel: this.pages });
+    await this.commitPages({ put, del }, (b) => {
       b.put(id, next, { sublevel: this.meta });
       extra?.(b as SyncBatch);
     });
@@ -147,14 +180,59 @@ export class RecipeStreams implements Streams {
   async delete(id: StreamId, extra?: (batch: SyncBatch) => void): Promise<void> {
     if (this.writers.has(id)) throw new Error(`stream ${id} is open for writing`);
     await this.requireMeta(id);
-    const doomed: Buffer[] = [];
-    for await (const key of this.pages.keys({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) doomed.push(key);
-    await this.store.commit((b) => {
-      for (const key of doomed) b.del(key, { sublevel: this.pages });
+    const del: PageChange['del'] = [];
+    for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) del.push({ key, hints: pageHints(page) });
+    await this.commitPages({ del }, (b) => {
       b.del(id, { sublevel: this.meta });
       extra?.(b as SyncBatch);
     });
     this.metaCache.delete(id);
+  }
+
+  /**
+   * A stream's synced length and recipe pages as of `snapshot` (a snapshot of the root
+   * LevelDB), for replication: pages spilled past the sync point are cut off.
+   */
+  async snapshotLength(id: StreamId, snapshot: unknown): Promise<number | undefined> {
+    return (await this.meta.get(id, { snapshot } as object))?.length;
+  }
+
+  async *snapshotPages(id: StreamId, length: number, snapshot: unknown): AsyncGenerator<{ start: number; page: Buffer }> {
+    if (length === 0) return;
+    for await (const [key, page] of this.pages.iterator({ snapshot, gte: pageKey(id, 0), lt: pageKey(id, length) } as object)) {
+      const start = Number((key as Buffer).readBigUInt64BE(8));
+      yield { start, page: clipPage(page as Buffer, length - start) };
+    }
+  }
+
+  /**
+   * Fills a stream (made by create(), never written) with pages from elsewhere (a replica):
+   * the pages first, in batches, then the length with the caller's operations in one commit,
+   * so the stream shows nothing before that commit and everything after it.
+   */
+  async importPages(id: StreamId, pages: AsyncIterable<{ start: number; page: Buffer }>, length: number, extra?: (batch: SyncBatch) => void): Promise<void> {
+    const meta = await this.requireMeta(id);
+    if (meta.length !== 0 || this.writers.has(id)) throw new Error(`stream ${id} is not empty`);
+    let batch: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
+    for await (const { start, page } of pages) {
+      batch.push({ type: 'put', key: pageKey(id, start), value: page });
+      if (batch.length >= 256) {
+        await this.pages.batch(batch);
+        batch = [];
+      }
+    }
+    if (batch.length > 0) await this.pages.batch(batch);
+    const next: StreamMeta = { ...meta, length };
+    await this.store.commit((b) => {
+      b.put(id, next, { sublevel: this.meta });
+      extra?.(b as SyncBatch);
+    });
+    this.metaCache.set(id, next);
+  }
+
+  /** The chunk source a stream's recipe refers to (the same for every stream here). */
+  sourceOf(_id: StreamId): S {
+    return this.store;
   }
 
   /** Synced length as readers see it. */
@@ -164,8 +242,9 @@ export class RecipeStreams implements Streams {
 
   /** @internal Commits a writer's sync point: pages, metadata and the caller's operations. */
   async commitWriter(id: StreamId, pages: Array<[number, Buffer]>, meta: StreamMeta, extra?: (batch: SyncBatch) => void): Promise<void> {
-    await this.store.commit((b: CommitBatch) => {
-      for (const [start, page] of pages) b.put(pageKey(id, start), page, { sublevel: this.pages });
+    // A writer's pages only ever extend what is stored under their keys: nothing is dropped.
+    const put = pages.map(([start, page]) => ({ key: pageKey(id, start), page }));
+    await this.commitPages({ put }, (b) => {
       b.put(id, meta, { sublevel: this.meta });
       extra?.(b as SyncBatch);
     });
@@ -174,7 +253,24 @@ export class RecipeStreams implements Streams {
 
   /** @internal Writes full pages early (unsynced) so memory stays bounded on long writes. */
   async spillPages(id: StreamId, pages: Array<[number, Buffer]>): Promise<void> {
-    await this.pages.batch(pages.map(([start, page]) => ({ type: 'put' as const, key: pageKey(id, start), value: page })));
+    await this.commitPages({ put: pages.map(([start, page]) => ({ key: pageKey(id, start), page })) }, undefined, false);
+  }
+
+  /** Page writes and deletes with their reverse-map entries (when the chunk source keeps one). */
+  private commitPages(change: PageChange, extra?: (batch: CommitBatch) => void, sync = true): Promise<void> {
+    if (this.store.commitPages) return this.store.commitPages(this.pageAccess, change, extra, sync);
+    const stage = (b: CommitBatch): void => {
+      for (const d of change.del ?? []) b.del(d.key, { sublevel: this.pages });
+      for (const p of change.put ?? []) b.put(p.key, p.page, { sublevel: this.pages });
+      extra?.(b);
+    };
+    if (sync) return this.store.commit(stage);
+    return this.pages.batch((change.put ?? []).map((p) => ({ type: 'put' as const, key: p.key, value: p.page })));
+  }
+
+  private pageAccessCache: RecipePages | undefined;
+  private get pageAccess(): RecipePages {
+    return (this.pageAccessCache ??= recipePageAccess(this.pages as BinarySublevel));
   }
 
   /** @internal */
@@ -233,6 +329,24 @@ export function pageKey(id: StreamId, start: number): Buffer {
   return k;
 }
 
+/** The recipe page format as the chunk store's reverse map and GC see it. */
+export function recipePageAccess(db: BinarySublevel): RecipePages {
+  return {
+    db,
+    count: (page) => Math.floor(page.length / RECIPE_ENTRY),
+    fingerprint: (page, i) => page.subarray(i * RECIPE_ENTRY, i * RECIPE_ENTRY + 16),
+    hint: (page, i) => page.readUInt32BE(i * RECIPE_ENTRY + 16),
+    setHint: (page: Buffer, i: number, ref: ChunkRef) => void encodeRef(ref, page, i * RECIPE_ENTRY + 16),
+  };
+}
+
+/** The distinct containers a page's location hints name. */
+function pageHints(page: Buffer): number[] {
+  const out = new Set<number>();
+  for (let at = 16; at + 20 <= page.length; at += RECIPE_ENTRY) out.add(page.readUInt32BE(at));
+  return [...out];
+}
+
 /** The entries of a page that cover bytes [0, length) relative to the page's start. */
 function clipPage(page: Buffer, length: number): Buffer {
   let pos = 0;
@@ -274,7 +388,7 @@ class RecipeWriter implements StreamWriter {
   private released = false;
 
   constructor(
-    private readonly streams: RecipeStreams,
+    private readonly streams: RecipeStreams<ChunkSource>,
     readonly id: StreamId,
     offset: number,
     tail: { start: number; page: Buffer } | undefined,
@@ -470,7 +584,7 @@ class RecipeReader implements StreamReader {
   private turn = 0;
 
   constructor(
-    private readonly streams: RecipeStreams,
+    private readonly streams: RecipeStreams<ChunkSource>,
     readonly id: StreamId,
     offset: number,
   ) {

@@ -109,6 +109,8 @@ export { MEDIA_TYPES, mediaCapacity, DEFAULT_EARLY_WARNING, MAX_RECORD } from '.
 export type { MediaType } from './media.js';
 export { Medium, retentionHolds } from './medium.js';
 export { MediumInUseError, TapeStore } from './store.js';
-export type { MediumSpec, MediumInfo, MediumFlags, TapeFileInfo } from './store.js';
+export type { MediumSpec, MediumInfo, MediumFlags, MediumImage, TapeFileInfo } from './store.js';
+export type { Geometry, MediumConfig } from './medium.js';
+export type { Run, MarkRun } from './map.js';
 export { FileChecksum, CHECKSUM_ALGORITHM } from './checksum.js';
 export { result as tapeResult, failure as tapeFailure, SENSE } from './sense.js';

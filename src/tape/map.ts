@@ -88,8 +88,13 @@ export class MapStore {
     return m ? m.lba + (index - m.index) : undefined;
   }
 
-  async *markRuns(id: string): AsyncGenerator<MarkRun> {
-    for await (const [k, v] of this.marks.iterator({ gte: key(id, 0), lt: end(id) })) yield toMark(k, v);
+  /** `opts` may carry a LevelDB snapshot. */
+  async *markRuns(id: string, opts: object = {}): AsyncGenerator<MarkRun> {
+    for await (const [k, v] of this.marks.iterator({ ...opts, gte: key(id, 0), lt: end(id) })) yield toMark(k, v);
+  }
+
+  async *runsOf(id: string, opts: object = {}): AsyncGenerator<Run> {
+    for await (const [k, v] of this.runs.iterator({ ...opts, gte: key(id, 0), lt: end(id) })) yield toRun(k, v);
   }
 
   putRun(b: SyncBatch, id: string, r: Run): void {

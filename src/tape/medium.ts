@@ -24,6 +24,8 @@ export interface Geometry {
   tailLba: number;
   /** Checksum of the unterminated last tape file (empty when EOD follows a filemark). */
   tailSum: string;
+  /** When this state became durable (its sync point); absent on media synced before it existed. */
+  syncedAt?: string;
 }
 
 export interface MediumConfig {
@@ -40,6 +42,11 @@ export interface MediumConfig {
   retentionUntil: string | null;
   checksum: string;
   createdAt: string;
+  /**
+   * Why the medium is read-only whatever its write-protect switch says (e.g. a replica of another
+   * region until it is promoted); absent on ordinary media.
+   */
+  readOnly?: string;
 }
 
 export interface TapeFileInfo {
@@ -79,6 +86,8 @@ export class Medium {
   /** Block size mode: 0 = variable, otherwise fixed blocks of this many bytes. */
   private bs = 0;
   private geo: Geometry = blankGeometry();
+  /** The geometry as of the last sync point. */
+  private committed: Geometry | undefined;
   private lastRun: Run | undefined;
   private lastMark: MarkRun | undefined;
   private readonly dirtyRuns = new Map<number, Run>();
@@ -281,6 +290,7 @@ export class Medium {
   private async loadState(): Promise<void> {
     const { streams, map } = this.ctx;
     this.geo = (await this.ctx.getGeometry(this.id)) ?? blankGeometry();
+    this.committed = { ...this.geo };
     const sid = this.geo.streamId;
     if (sid !== null) {
       const len = await streams.length(sid);
@@ -444,7 +454,13 @@ export class Medium {
     if (this.tail) this.geo.tailSum = this.tail.digest();
     for (const r of this.dirtyRuns.values()) this.ctx.map.putRun(b, this.id, r);
     for (const m of this.dirtyMarks.values()) this.ctx.map.putMark(b, this.id, m);
-    this.ctx.putGeometry(b, this.id, { ...this.geo });
+    // syncedAt dates the data: a sync point that changes nothing (a session's closing flush)
+    // keeps it, so a replica of this state stays current.
+    const was = this.committed;
+    const g = this.geo;
+    if (!was || !g.syncedAt || was.eodLba !== g.eodLba || was.eodByte !== g.eodByte || was.filemarks !== g.filemarks || was.tailSum !== g.tailSum || was.streamId !== g.streamId) g.syncedAt = new Date().toISOString();
+    this.committed = { ...g };
+    this.ctx.putGeometry(b, this.id, { ...g });
   }
 
   /** Closes the writer: a sync point. */
@@ -483,7 +499,8 @@ export class Medium {
       sum = tail.digest();
     }
     const cutMark = fm < this.geo.filemarks ? await this.markRun(fm) : undefined;
-    const geo: Geometry = { ...this.geo, eodLba: lba, eodByte: byte, filemarks: fm, tailLba, tailSum: sum };
+    const geo: Geometry = { ...this.geo, eodLba: lba, eodByte: byte, filemarks: fm, tailLba, tailSum: sum, syncedAt: new Date().toISOString() };
+    this.committed = { ...geo };
     await streams.truncate(this.geo.streamId!, byte, (b) => {
       if (lba > run.lba) map.putRun(b, this.id, { ...run, n: lba - run.lba });
       else map.delRun(b, this.id, run.lba);

@@ -6,7 +6,7 @@
 import type { SyncBatch } from '../stream/index.js';
 import type { TapeDeps } from './index.js';
 import { CHECKSUM_ALGORITHM } from './checksum.js';
-import { MapStore } from './map.js';
+import { MapStore, type MarkRun, type Run } from './map.js';
 import { earlyWarningZone, isMediaType, mediaCapacity, MEDIA_TYPES, type MediaType } from './media.js';
 import { Medium, blankGeometry, retentionHolds, type Geometry, type MediumConfig, type MediumContext, type TapeFileInfo } from './medium.js';
 
@@ -32,6 +32,14 @@ export interface MediumSpec {
   retentionUntil?: string | null;
 }
 
+/** A medium's configuration, end of data and tape map: what a replica carries. */
+export interface MediumImage {
+  config: MediumConfig;
+  geometry: Geometry;
+  runs: Run[];
+  marks: MarkRun[];
+}
+
 export interface MediumFlags {
   writeProtected?: boolean;
   retentionUntil?: string | null;
@@ -50,6 +58,8 @@ export interface MediumInfo extends MediumConfig {
   retentionHolds: boolean;
   loaded: boolean;
   streamId: string | null;
+  /** When the medium's current state became durable (its last sync point); null if unknown. */
+  syncedAt: string | null;
 }
 
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -143,6 +153,7 @@ export class TapeStore {
       retentionHolds: retentionHolds(cfg),
       loaded: m !== undefined,
       streamId: geo.streamId,
+      syncedAt: geo.syncedAt ?? null,
     };
   }
 
@@ -152,6 +163,7 @@ export class TapeStore {
     const next = { ...cfg };
     if (flags.writeProtected !== undefined) {
       if (typeof flags.writeProtected !== 'boolean') throw new Error('writeProtected must be true or false');
+      if (cfg.readOnly && !flags.writeProtected) throw new Error(`medium ${id} is read-only: ${cfg.readOnly}`);
       next.writeProtected = flags.writeProtected;
     }
     if (flags.retentionUntil !== undefined) {
@@ -209,6 +221,41 @@ export class TapeStore {
       await b.write();
     }
     await this.map.clearFrom(id, 0, 0);
+  }
+
+  /**
+   * A medium's whole state as of `snapshot` (a snapshot of the root LevelDB, so that config,
+   * end of data and tape map agree with one sync point), for replication. undefined when the
+   * medium does not exist.
+   */
+  async image(id: string, snapshot: unknown): Promise<MediumImage | undefined> {
+    const opts = (snapshot === undefined ? {} : { snapshot }) as object;
+    const config = await this.media.get(id, opts);
+    if (!config) return undefined;
+    const geometry = (await this.geos.get(id, opts)) ?? blankGeometry();
+    const runs: Run[] = [];
+    const marks: MarkRun[] = [];
+    for await (const r of this.map.runsOf(id, opts)) if (r.lba < geometry.eodLba) runs.push(r);
+    for await (const m of this.map.markRuns(id, opts)) if (m.index < geometry.filemarks) marks.push(m);
+    return { config, geometry, runs, marks };
+  }
+
+  /**
+   * Puts a medium's whole state in place of whatever `id` held (a replica arriving or being
+   * refreshed), with the caller's operations, in one synced batch. The medium must not be loaded.
+   */
+  async putImage(id: string, img: MediumImage, extra?: (b: SyncBatch) => void): Promise<void> {
+    TapeStore.checkId(id);
+    if (this.loaded.has(id)) throw new MediumInUseError(id);
+    const b = this.deps.db.batch();
+    for await (const k of this.map.runs.keys({ gte: `${id}!`, lt: `${id}"` })) b.del(k, { sublevel: this.map.runs });
+    for await (const k of this.map.marks.keys({ gte: `${id}!`, lt: `${id}"` })) b.del(k, { sublevel: this.map.marks });
+    b.put(id, img.config, { sublevel: this.media });
+    b.put(id, img.geometry, { sublevel: this.geos });
+    for (const r of img.runs) this.map.putRun(b, id, r);
+    for (const m of img.marks) this.map.putMark(b, id, m);
+    extra?.(b);
+    await b.write({ sync: true } as object);
   }
 
   async *list(): AsyncGenerator<string> {

@@ -3,7 +3,8 @@
  * with each role; mutations never run without a valid token of a sufficient role. Tokens are
  * stored hashed and the admin token file is private.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { call, startTestServer, type TestServer } from './helpers.js';
@@ -19,8 +20,10 @@ interface Op {
 }
 
 let ops: Op[] = [];
-/** A job that exists, for /jobs/{id}. */
+/** A job that exists, for /jobs/{id}; a replication job, for /replication/jobs/{id}. */
 let jobId = '';
+let replicationJobId = '';
+let tierDir = '';
 
 beforeAll(async () => {
   t = await startTestServer({ demo: true });
@@ -28,6 +31,9 @@ beforeAll(async () => {
   auditor = (await call(t, 'POST', '/api/v1/tokens', { name: 'audit', role: 'auditor' })).body.token;
   jobId = (await call(t, 'POST', '/api/v1/cartridges/VT0002L7/verify')).body.id;
   while ((await call(t, 'GET', `/api/v1/jobs/${jobId}`)).body.state === 'running') await new Promise((r) => setTimeout(r, 10));
+  tierDir = await mkdtemp(join(tmpdir(), 'vtl-auth-tier-'));
+  await call(t, 'POST', '/api/v1/replication/targets', { name: 'tier', url: `file://${tierDir}` });
+  replicationJobId = (await call(t, 'POST', '/api/v1/cartridges/VT0002L7/replicate', { target: 'tier', wait: true })).body.id;
   const doc = (await call(t, 'GET', '/api/v1/openapi.json', undefined, null)).body;
   ops = Object.entries(doc.paths as Record<string, Record<string, { 'x-vtl-access': Op['access'] }>>).flatMap(([p, ms]) =>
     Object.entries(ms).map(([m, op]) => ({ method: m.toUpperCase(), path: p, access: op['x-vtl-access'] })),
@@ -35,10 +41,11 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await t?.stop();
+  if (tierDir) await rm(tierDir, { recursive: true, force: true });
 });
 
 /** A concrete URL for a templated path; values that exist, so only auth can refuse. */
-const concrete = (p: string) => p.replace('/jobs/{id}', `/jobs/${jobId}`).replace('{lib}', 'lib1').replace('{n}', '0').replace('{barcode}', 'VT0001L7').replace('{id}', '000000000000');
+const concrete = (p: string) => p.replace('/replication/jobs/{id}', `/replication/jobs/${replicationJobId}`).replace('/jobs/{id}', `/jobs/${jobId}`).replace('{name}', 'tier').replace('{lib}', 'lib1').replace('{n}', '0').replace('{barcode}', 'VT0001L7').replace('{id}', '000000000000');
 
 const rank = { public: 0, auditor: 1, operator: 2, admin: 3 } as const;
 

@@ -7,6 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
+import type { BinarySublevel } from '../../src/dedup/fingerprint-index.js';
+import { recipePageAccess } from '../../src/stream/recipes.js';
 import { bytesOf, containerBytes, openEnv, readFiles, writeFiles } from './gc-util.js';
 
 const dirs: string[] = [];
@@ -136,7 +138,7 @@ test('chunk store: a chunk handed out during GC stays live; stale hints read thr
     const old = hit.ref.container;
     const [id] = await cs.gcCandidates();
     expect(id).toBe(old);
-    const r = await cs.collectContainer(id, 0.5);
+    const r = await cs.collectContainer(id, 0.5, recipePageAccess(env2.store.streams.pages as BinarySublevel));
     cs.endGc();
     expect(r).toMatchObject({ action: 'compacted', chunks: 40, liveChunks: 1, movedChunks: 1 });
     expect(r.into).toBeGreaterThan(id);

@@ -22,16 +22,31 @@ const BIN = fileURLToPath(new URL('../../node_modules/.bin/', import.meta.url));
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
 export const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
-export async function startS3rver(bucket: string): Promise<LocalServer> {
+export interface RestartableServer extends LocalServer {
+  /** Kills the server (SIGKILL), keeping its data. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  restart(): Promise<void>;
+}
+
+export async function startS3rver(bucket: string): Promise<RestartableServer> {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-s3rver-'));
   // s3rver encrypts list continuation tokens with DES, which OpenSSL 3 keeps in its legacy provider.
   const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --openssl-legacy-provider`.trim() };
-  const args = ['-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', '--configure-bucket', bucket];
-  const server = await startProcess('s3rver', args, dir, /listening on 127\.0\.0\.1:(\d+)/, env);
+  const args = (port: number) => ['-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', bucket];
+  let server: { port: number; stop: () => Promise<void> } | undefined = await startProcess('s3rver', args(0), dir, /listening on 127\.0\.0\.1:(\d+)/, env);
+  const port = server.port;
   return {
-    endpoint: `http://127.0.0.1:${server.port}`,
+    endpoint: `http://127.0.0.1:${port}`,
+    kill: async () => {
+      await server?.stop();
+      server = undefined;
+    },
+    restart: async () => {
+      server = await startProcess('s3rver', args(port), dir, /listening on 127\.0\.0\.1:(\d+)/, env);
+    },
     stop: async () => {
-      await server.stop();
+      await server?.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -178,6 +178,8 @@ async function detail(ctx: ApiContext, code: string) {
     dedupRatio: ratio(c.logicalBytes, u.uniqueBytes),
     compressionRatio: ratio(u.uniqueBytes, u.storedBytes),
     tapeFiles: await tapeFiles(ctx.libraries, c),
+    replication: (await ctx.replication?.replicator.cartridge(code)) ?? [],
+    replica: (await ctx.replication?.dr.replica(code)) ?? null,
   };
 }
 

@@ -33,7 +33,7 @@ const VERIFY_EVERY_MS = Number(process.env.VTL_VERIFY_EVERY_MS ?? 86_400_000);
 const CAPACITY_EVERY_MS = Number(process.env.VTL_CAPACITY_EVERY_MS ?? 300_000);
 
 /** The operations objects over the service's LevelDB; runs cut off by the last stop become `interrupted`. */
-export async function openOps(ctx: Pick<ApiContext, 'store' | 'libraries'>): Promise<Ops> {
+export async function openOps(ctx: Pick<ApiContext, 'store' | 'libraries' | 'streams' | 'replication'>): Promise<Ops> {
   const jobs = new Jobs(ctx.store.db);
   await jobs.recover();
   const audit = new AuditLog(ctx.store.db);
@@ -45,9 +45,9 @@ export async function openOps(ctx: Pick<ApiContext, 'store' | 'libraries'>): Pro
   const gc = new GarbageCollector(jobs, ctx.store.chunks, ctx.store.streams);
   if (EXPIRE_EVERY_MS > 0) schedule.every(EXPIRE_EVERY_MS, 'expire', () => retention.start('schedule'));
   if (GC_EVERY_MS > 0) schedule.every(GC_EVERY_MS, 'gc', () => gc.start('schedule'));
-  const scrub = new Scrubber(jobs, ctx.store.chunks, ctx.store.streams, ctx.libraries);
+  const scrub = new Scrubber(jobs, ctx.store.chunks, ctx.store.streams, ctx.libraries, ctx.replication?.replicator);
   if (SCRUB_EVERY_MS > 0) schedule.every(SCRUB_EVERY_MS, 'scrub', () => scrub.start('schedule'));
-  const verifications = new Verifications(ctx.store.db, jobs, ctx.libraries, ctx.store.streams);
+  const verifications = new Verifications(ctx.store.db, jobs, ctx.libraries, ctx.streams ?? ctx.store.streams);
   if (VERIFY_EVERY_MS > 0) schedule.every(VERIFY_EVERY_MS, 'verify', () => verifications.startRandom());
   if (CAPACITY_EVERY_MS > 0) schedule.task(CAPACITY_EVERY_MS, 'capacity check', () => alerts.checkCapacity(ctx.store.dir));
   return { jobs, verifications, audit, retention, gc, scrub, alerts, schedule };

@@ -4,6 +4,7 @@ import { ROLES, type Role } from '../auth.js';
 import { ApiError } from '../errors.js';
 import type { ApiContext } from '../app.js';
 import { errors, listOf, statsSchema, tokenSchema } from '../schemas.js';
+import { storeTotals } from '../totals.js';
 
 export async function systemRoutes(app: FastifyInstance, ctx: ApiContext): Promise<void> {
   app.get('/api/v1/health', {
@@ -34,28 +35,7 @@ export async function systemRoutes(app: FastifyInstance, ctx: ApiContext): Promi
   app.get('/api/v1/stats', {
     config: { access: 'auditor' },
     schema: { summary: 'store-wide logical and stored bytes, dedup and compression ratios', tags: ['system'], response: { 200: statsSchema, ...errors } },
-    handler: async () => {
-      const s = ctx.store.chunks.getStats();
-      let logical = 0;
-      let cartridges = 0;
-      for await (const id of ctx.libraries.tapes.list()) {
-        logical += (await ctx.libraries.tapes.info(id)).logicalBytes;
-        cartridges++;
-      }
-      const ratio = (a: number, b: number) => (b > 0 ? a / b : null);
-      return {
-        libraries: (await ctx.libraries.listLibraries()).length,
-        cartridges,
-        logicalBytes: logical,
-        uniqueBytes: s.uniqueBytes,
-        storedBytes: s.storedBytes,
-        dedupRatio: ratio(logical, s.uniqueBytes),
-        compressionRatio: ratio(s.uniqueBytes, s.storedBytes),
-        reductionRatio: ratio(logical, s.storedBytes),
-        containers: s.containers,
-        chunks: s.chunks,
-      };
-    },
+    handler: async () => storeTotals(ctx),
   });
 
   app.get('/api/v1/auth/whoami', {
