@@ -10,7 +10,8 @@ import { overviewPage } from './pages/overview.js';
 import { libraryPage } from './pages/library.js';
 import { cartridgesPage } from './pages/cartridges.js';
 import { cartridgePage } from './pages/cartridge.js';
-import { auditPage, jobsPage, replicationPage } from './pages/later.js';
+import { auditPage, jobsPage } from './pages/later.js';
+import { replicationPage } from './pages/replication.js';
 
 const PAGES: Record<string, { title: string; page: Page; nav: boolean }> = {
   overview: { title: 'Overview', page: overviewPage, nav: true },

@@ -1,7 +1,8 @@
 /**
  * Cartridges: search, sort and paging run on the server (GET /api/v1/cartridges with q, sort,
  * order, offset, limit), so the browser holds one page whatever the library's size. The
- * page's state is in the hash, so back/forward and reloads keep it.
+ * page's state is in the hash, so back/forward and reloads keep it. No replication column: the
+ * list endpoint does not carry it (one lookup per row); the cartridge page shows it.
  */
 import { enc, get } from '../api.js';
 import { h, replace } from '../dom.js';

@@ -1,12 +1,13 @@
 /**
- * Jobs, audit log and replication. Each page first asks the OpenAPI document whether its route
- * is on this server: until then it says "not available yet", afterwards it shows what the route
- * returns. Jobs and the audit log page on the server (offset/limit), like the cartridges.
+ * Jobs and the audit log (replication has its own page, replication.ts). Each page first asks
+ * the OpenAPI document whether its route is on this server: until then it says "not available
+ * yet", afterwards it shows what the route returns. Both page on the server (offset/limit), like
+ * the cartridges.
  */
 import { canOperate, enc, get, hasRoute, post } from '../api.js';
 import { h, replace } from '../dom.js';
 import { count, date } from '../format.js';
-import type { Page, PageContext } from '../page.js';
+import type { Page } from '../page.js';
 import { errorBox, notice, table, unavailable } from '../ui.js';
 
 interface Job {
@@ -37,10 +38,10 @@ interface Paged<T> {
   offset: number;
 }
 
-const PAGE = 50;
+export const PAGE = 50;
 
 /** Runs `draw` when the route exists, else shows the unavailable state; returns the stopper. */
-function gated(root: HTMLElement, title: string, route: string, by: string, draw: (body: HTMLElement, alive: () => boolean) => Promise<void>): () => void {
+export function gated(root: HTMLElement, title: string, route: string, by: string, draw: (body: HTMLElement, alive: () => boolean) => Promise<void>): () => void {
   const body = h('div', { id: 'list' }, h('p', { class: 'hint' }, 'Asking the server…'));
   replace(root, h('h1', {}, title), body);
   let stopped = false;
@@ -53,7 +54,7 @@ function gated(root: HTMLElement, title: string, route: string, by: string, draw
   };
 }
 
-function pager(offset: number, shown: number, total: number, go: (offset: number) => void): HTMLElement {
+export function pager(offset: number, shown: number, total: number, go: (offset: number) => void): HTMLElement {
   return h(
     'div',
     { class: 'pager' },
@@ -162,13 +163,3 @@ export const auditPage: Page = (root, ctx) => {
     );
   });
 };
-
-export const replicationPage: Page = (root: HTMLElement, _ctx: PageContext) =>
-  gated(root, 'Replication', '/api/v1/replication', 'the replication work', async (body, alive) => {
-    const r = await get<{ items?: Record<string, unknown>[] }>('/api/v1/replication');
-    if (!alive()) return;
-    const items = r.items ?? [];
-    const keys = [...new Set(items.flatMap((i) => Object.keys(i)))];
-    const cell = (v: unknown) => (v === null || v === undefined ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-    replace(body, items.length ? table(keys, items.map((i) => keys.map((k) => cell(i[k])))) : h('p', { class: 'hint' }, 'Nothing to show.'));
-  });
