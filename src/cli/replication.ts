@@ -25,6 +25,10 @@ export function registerReplicationCommands(program: Command): void {
   registerDr(program);
 }
 
+/**
+ * `replicate` takes a barcode and has subcommands; its --url and --token-file are parsed by it
+ * wherever they appear, so the subcommands read them with optsWithGlobals().
+ */
 function registerReplicate(program: Command): void {
   const rep = api(program.command('replicate').description('replicate cartridges to object tiers (S3, Azure, a directory)').argument('[barcode]', 'the cartridge to replicate now'))
     .option('--target <name>', 'the replication target')
@@ -45,26 +49,30 @@ function registerReplicate(program: Command): void {
   api(target.command('add').description('add a target (URL: file:///dir, s3://bucket/prefix?endpoint=...&region=..., azure://container/prefix?account=...)').argument('<name>').argument('<url>'))
     .option('--bandwidth <bytesPerSecond>', 'ship at most this many bytes per second', int)
     .option('--json', 'print JSON')
-    .action(async (name: string, url: string, o) => {
+    .action(async (name: string, url: string, o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
       const t = await client(o).post<Obj>('/api/v1/replication/targets', { name, url, bandwidthLimit: o.bandwidth ?? null });
       if (o.json) return json(t);
       out(`target ${t.name}: ${t.url}${t.bandwidthLimit ? ` (at most ${bytes(t.bandwidthLimit)}/s)` : ''}`);
     });
   api(target.command('list').description('targets (URLs without credentials)'))
     .option('--json', 'print JSON')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
       const r = await client(o).get<Obj>('/api/v1/replication/targets');
       if (o.json) return json(r.items);
       out(table(['name', 'url', 'bandwidth', 'created'], r.items.map((t: Obj) => [t.name, t.url, t.bandwidthLimit ? `${bytes(t.bandwidthLimit)}/s` : '-', t.createdAt])));
     });
-  api(target.command('remove').description('forget a target (nothing on it is deleted)').argument('<name>')).action(async (name: string, o) => {
+  api(target.command('remove').description('forget a target (nothing on it is deleted)').argument('<name>')).action(async (name: string, o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
     await client(o).json('DELETE', `/api/v1/replication/targets/${enc(name)}`);
     out(`target ${name} removed`);
   });
 
   api(rep.command('status').description('per target: cartridges replicated and pending, largest lag, bytes shipped'))
     .option('--json', 'print JSON')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
       const r = await client(o).get<Obj>('/api/v1/replication/status');
       if (o.json) return json(r);
       out(table(['target', 'cartridges', 'replicated', 'pending', 'failed jobs', 'max lag', 'shipped', 'queued', 'running'], r.targets.map((t: Obj) => [t.name, t.cartridges, t.replicated, t.pending, t.failed, t.maxLagSeconds === null ? '-' : `${Math.round(t.maxLagSeconds)} s`, bytes(t.bytesShipped), t.queued, t.running])));
@@ -76,7 +84,8 @@ function registerReplicate(program: Command): void {
     .option('--state <state>', 'queued, running, done, failed or cancelled')
     .option('--limit <n>', 'at most this many', int, 100)
     .option('--json', 'print JSON')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
       const q = new URLSearchParams({ limit: String(o.limit) });
       for (const k of ['barcode', 'target', 'state'] as const) if (o[k]) q.set(k, o[k]);
       const r = await client(o).get<Obj>(`/api/v1/replication/jobs?${q}`);
@@ -88,11 +97,13 @@ function registerReplicate(program: Command): void {
   api(policy.command('set').description('replicate on unload and/or export').argument('<library>'))
     .requiredOption('--target <name>', 'the target')
     .option('--on <events>', 'unloaded,exported', 'unloaded,exported')
-    .action(async (library: string, o) => {
+    .action(async (library: string, o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
       const p = await client(o).json<Obj>('PUT', `/api/v1/libraries/${enc(library)}/replication`, { target: o.target, on: String(o.on).split(',').map((s) => s.trim()) });
       out(`library ${p.library}: replicate to ${p.target} when ${p.on.join(' or ')}`);
     });
-  api(policy.command('remove').argument('<library>')).action(async (library: string, o) => {
+  api(policy.command('remove').argument('<library>')).action(async (library: string, o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
     await client(o).json('DELETE', `/api/v1/libraries/${enc(library)}/replication`);
     out(`library ${library}: no automatic replication`);
   });

@@ -49,9 +49,6 @@ const refreshSchema = {
 } as const;
 const policySchema = { type: 'object', properties: { library: str, target: str, on: { type: 'array', items: str } } } as const;
 
-/** Alert when a cartridge's replica lags its last sync point by more than this (VTL_REPLICATION_LAG_ALERT_S, default 1 day). */
-const LAG_ALERT_S = Number(process.env.VTL_REPLICATION_LAG_ALERT_S ?? 86_400);
-const LAG_CHECK_MS = Number(process.env.VTL_REPLICATION_LAG_CHECK_MS ?? 300_000);
 
 export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r: { replicator: Replicator; dr: DisasterRecovery }): Promise<void> {
   const { replicator, dr } = r;
@@ -252,6 +249,10 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
 
 /** Raises a replication_lag alert once per cartridge, target and sync point that lags too long. */
 function watchLag(ctx: ApiContext, replicator: Replicator): void {
+  // Alert when a cartridge's replica lags its last sync point by more than VTL_REPLICATION_LAG_ALERT_S
+  // (default 1 day), checked every VTL_REPLICATION_LAG_CHECK_MS (default 5 min; 0: never).
+  const LAG_ALERT_S = Number(process.env.VTL_REPLICATION_LAG_ALERT_S ?? 86_400);
+  const LAG_CHECK_MS = Number(process.env.VTL_REPLICATION_LAG_CHECK_MS ?? 300_000);
   if (!(LAG_CHECK_MS > 0)) return;
   const raised = new Set<string>();
   ctx.ops.schedule.task(LAG_CHECK_MS, 'replication lag check', async () => {
