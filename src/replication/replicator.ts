@@ -254,7 +254,7 @@ export class Replicator {
 
   /** Per target: whether the target holds the cartridge's last sync point, and the lag. */
   async cartridge(barcode: string): Promise<CartridgeReplication[]> {
-    const info = await this.libraries.tapes.info(barcode);
+    const info = await this.syncInfo(barcode);
     const out: CartridgeReplication[] = [];
     const newest = await this.newestJobs(barcode);
     for (const t of await this.targets.list()) {
@@ -275,7 +275,7 @@ export class Replicator {
       for await (const [k, v] of this.tables.state.iterator({ gte: `${t.name}!`, lt: `${t.name}"` })) {
         const s = v as ReplicaState;
         const barcode = (k as string).slice(t.name.length + 1);
-        const info = await this.libraries.tapes.info(barcode).catch(() => undefined);
+        const info = await this.syncInfo(barcode).catch(() => undefined);
         if (!info) continue;
         const lag = lagOf(info, s);
         sum.cartridges++;
@@ -298,13 +298,18 @@ export class Replicator {
     const out: Array<{ barcode: string; target: string; lagSeconds: number; syncedAt: string | null }> = [];
     for await (const [k, v] of this.tables.state.iterator()) {
       const s = v as ReplicaState;
-      const info = await this.libraries.tapes.info(s.barcode).catch(() => undefined);
+      const info = await this.syncInfo(s.barcode).catch(() => undefined);
       if (!info) continue;
       const lag = lagOf(info, s);
       if (lag.state === 'stale' && lag.lagSeconds !== null && lag.lagSeconds > seconds) out.push({ barcode: s.barcode, target: s.target, lagSeconds: lag.lagSeconds, syncedAt: info.syncedAt });
       void k;
     }
     return out;
+  }
+
+  private async syncInfo(barcode: string): Promise<{ logicalBytes: number; syncedAt: string | null }> {
+    const info = await this.libraries.tapes.info(barcode);
+    return { logicalBytes: info.logicalBytes, syncedAt: await this.libraries.tapes.syncedAt(barcode) };
   }
 
   private async newestJobs(barcode: string): Promise<Map<string, ReplicationJob>> {

@@ -58,8 +58,6 @@ export interface MediumInfo extends MediumConfig {
   retentionHolds: boolean;
   loaded: boolean;
   streamId: string | null;
-  /** When the medium's current state became durable (its last sync point); null if unknown. */
-  syncedAt: string | null;
 }
 
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -153,8 +151,17 @@ export class TapeStore {
       retentionHolds: retentionHolds(cfg),
       loaded: m !== undefined,
       streamId: geo.streamId,
-      syncedAt: geo.syncedAt ?? null,
     };
+  }
+
+  /**
+   * When the medium's data last changed at a sync point (null if unknown: media synced before
+   * this was recorded). Replication compares it with the sync point its replica holds.
+   */
+  async syncedAt(id: string): Promise<string | null> {
+    const m = this.loaded.get(id);
+    const geo = m ? m.eod : await this.geos.get(id);
+    return geo?.syncedAt ?? null;
   }
 
   /** Changes write protect or retention; takes effect at once on a loaded medium. */
