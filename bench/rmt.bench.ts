@@ -7,19 +7,25 @@
  *   each side, alternating; the best of each is reported. VTL_BENCH_RMT_BLOCKING (default 128)
  *   sets tar's blocking factor.
  *
+ * Both sides run the current source: it is compiled (tsc, no type check) into the temporary
+ * directory first, so that `vtl rmt` starts as fast as an installed vtl does.
+ *
  * rmt side: an RmtServer in this process over a fresh data store, a library with one drive;
- * `tar -b 128 -cf localhost:/bench/st0 FILE` through an rsh wrapper that runs `vtl rmt`
- * (dist/cli/main.js when its rmt bridge is built from the current source, else src/cli/main.ts
- * through tsx), then
- * `tar -b 128 -xOf localhost:/bench/st0 > /dev/null`. MB/s = the tar file's bytes / wall time.
+ * `tar -b 128 -cf localhost:/bench/st0 FILE` through an rsh wrapper that runs `vtl rmt`, then
+ * `tar -b 128 -xOf localhost:/bench/st0 > /dev/null`. MB/s = the tar file's bytes / wall time
+ * (each includes starting `vtl rmt`).
  * dedup side: `vtl bench dedup --json FILE` (ingest and restore of the same bytes, no network).
  *
  * Noise: the machine has 2 cores that other processes may share. tar, the bridge and the
  * server are three processes on those 2 cores; `uptime` is printed with the results. MB = 10^6.
+ * Each rmt phase also reports the CPU seconds it took: the server's process (with its codec
+ * threads), tar (a child: read from /proc, Linux only) and `vtl rmt` (the rsh wrapper runs it
+ * and appends `times` to a file), since on 2 cores their sum, against what `vtl bench dedup`
+ * alone needs, bounds the ratio.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,14 +39,21 @@ const RUNS = Number(process.env.VTL_BENCH_RMT_RUNS ?? 2);
 /** tar's blocking factor: records of 512 x N bytes (the target is stated for -b 128). */
 const BLOCKING = Number(process.env.VTL_BENCH_RMT_BLOCKING ?? 128);
 
-/** The built CLI when dist holds an rmt bridge at least as new as the source, else tsx. */
-function vtlCommand(): string[] {
-  const dist = join(REPO, 'dist', 'cli', 'main.js');
-  const built = join(REPO, 'dist', 'protocols', 'rmt', 'bridge.js');
-  const fresh = existsSync(built) && existsSync(dist) && statSync(built).mtimeMs >= statSync(join(REPO, 'src', 'protocols', 'rmt', 'bridge.ts')).mtimeMs;
-  if (fresh) return [process.execPath, dist];
-  return [process.execPath, '--import', 'tsx', join(REPO, 'src', 'cli', 'main.ts')];
+/**
+ * Compiles the current source into `dir` (a package beside the repository's node_modules and
+ * native addon, as dist is) and returns the command that runs its CLI.
+ */
+async function buildVtl(dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
+  execFileSync(process.execPath, [tsc, '-p', join(REPO, 'tsconfig.build.json'), '--outDir', join(dir, 'dist'), '--noCheck', '--sourceMap', 'false'], { cwd: REPO, stdio: 'inherit' });
+  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
+  await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  await symlink(join(REPO, 'native'), join(dir, 'native'));
+  return [process.execPath, join(dir, 'dist', 'cli', 'main.js')];
 }
+
+let vtl: string[] = [];
 
 function sh(command: string): Promise<void> {
   return new Promise((res, rej) => {
@@ -52,7 +65,48 @@ function sh(command: string): Promise<void> {
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-async function rmtRun(file: string, work: string): Promise<{ write: number; read: number }> {
+/** CPU seconds so far of this process and of its waited-for children (cutime + cstime). */
+function cpu(): { self: number; children: number } {
+  const u = process.cpuUsage();
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  // After "pid (comm) ": field 3 is state, so cutime and cstime (fields 16, 17) sit at 13, 14.
+  return { self: (u.user + u.system) / 1e6, children: (Number(fields[13]) + Number(fields[14])) / 100 };
+}
+
+interface Phase {
+  mbps: number;
+  serverCpu: number;
+  tarCpu: number;
+  bridgeCpu: number;
+}
+
+/**
+ * The children's CPU seconds the rsh wrapper appended (`times`: its second line), once the
+ * wrapper has finished (tar does not always wait for it).
+ */
+async function bridgeCpu(file: string): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const m = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s/.exec(text);
+    if (m) return 60 * Number(m[1]) + Number(m[2]) + 60 * Number(m[3]) + Number(m[4]);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return NaN;
+}
+
+/** Runs one tar command and measures it. */
+async function phase(command: string, bytes: number, cpuFile: string): Promise<Phase> {
+  const c0 = cpu();
+  const t = performance.now();
+  await sh(`VTL_BENCH_CPU_FILE=${quote(cpuFile)} ${command}`);
+  const seconds = (performance.now() - t) / 1000;
+  const c1 = cpu();
+  return { mbps: bytes / 1e6 / seconds, serverCpu: c1.self - c0.self, tarCpu: c1.children - c0.children, bridgeCpu: await bridgeCpu(cpuFile) };
+}
+
+const showPhase = (p: Phase) => `${p.mbps.toFixed(1)} MB/s (cpu s: server ${p.serverCpu.toFixed(2)}, vtl rmt ${p.bridgeCpu.toFixed(2)}, tar ${p.tarCpu.toFixed(2)})`;
+
+async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase }> {
   const dir = await mkdtemp(join(work, 'rmt-'));
   try {
     await initDataStore(join(dir, 'data'));
@@ -64,17 +118,13 @@ async function rmtRun(file: string, work: string): Promise<{ write: number; read
     const server = new RmtServer({ libraries: libs, port: 0 });
     const { port } = await server.listen();
     const rsh = join(dir, 'rsh');
-    await writeFile(rsh, `#!/bin/sh\ncd ${quote(REPO)} && exec ${vtlCommand().map(quote).join(' ')} rmt --server 127.0.0.1:${port}\n`);
+    await writeFile(rsh, `#!/bin/sh\n${vtl.map(quote).join(' ')} rmt --server 127.0.0.1:${port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
     await chmod(rsh, 0o755);
     const tar = `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
     const bytes = statSync(file).size;
     try {
-      let t = performance.now();
-      await sh(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`);
-      const write = bytes / 1e6 / ((performance.now() - t) / 1000);
-      t = performance.now();
-      await sh(`${tar} -xOf localhost:/bench/st0 > /dev/null`);
-      const read = bytes / 1e6 / ((performance.now() - t) / 1000);
+      const write = await phase(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`, bytes, join(dir, 'cpu-write'));
+      const read = await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, bytes, join(dir, 'cpu-read'));
       return { write, read };
     } finally {
       await server.close();
@@ -87,7 +137,7 @@ async function rmtRun(file: string, work: string): Promise<{ write: number; read
 }
 
 function dedupRun(file: string, work: string): { ingest: number; restore: number } {
-  const [cmd, ...args] = vtlCommand();
+  const [cmd, ...args] = vtl;
   const out = execFileSync(cmd, [...args, 'bench', 'dedup', '--json', '--work', work, file], { cwd: REPO, encoding: 'utf8' });
   const g = JSON.parse(out).generations[0];
   return { ingest: g.ingestMBps, restore: g.restoreMBps };
@@ -95,6 +145,8 @@ function dedupRun(file: string, work: string): { ingest: number; restore: number
 
 const work = await mkdtemp(join(tmpdir(), 'vtl-bench-rmt-'));
 try {
+  console.error('compiling the current source ...');
+  vtl = await buildVtl(join(work, 'vtl'));
   let file = process.argv[2];
   if (!file) {
     const maxBytes = Number(process.env.VTL_BENCH_RMT_BYTES ?? 256 * 2 ** 20);
@@ -106,14 +158,14 @@ try {
   for (let i = 0; i < RUNS; i++) {
     const d = dedupRun(file, work);
     const r = await rmtRun(file, work);
-    console.error(`run ${i + 1}: rmt write ${r.write.toFixed(1)} read ${r.read.toFixed(1)} MB/s; dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s`);
-    best.write = Math.max(best.write, r.write);
-    best.read = Math.max(best.read, r.read);
+    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}`);
+    best.write = Math.max(best.write, r.write.mbps);
+    best.read = Math.max(best.read, r.read.mbps);
     best.ingest = Math.max(best.ingest, d.ingest);
     best.restore = Math.max(best.restore, d.restore);
   }
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
-  console.log(`tar file: ${file} (${(size / 1e6).toFixed(1)} MB), best of ${RUNS}; vtl: ${vtlCommand().slice(1).join(' ')}`);
+  console.log(`tar file: ${file} (${(size / 1e6).toFixed(1)} MB), best of ${RUNS}; vtl: the current source`);
   console.log(`ingest:  tar -b ${BLOCKING} through rmt ${best.write.toFixed(1)} MB/s, vtl bench dedup ${best.ingest.toFixed(1)} MB/s (${pct(best.write, best.ingest)}; target >= 80%)`);
   console.log(`restore: tar -b ${BLOCKING} through rmt ${best.read.toFixed(1)} MB/s, vtl bench dedup ${best.restore.toFixed(1)} MB/s (${pct(best.read, best.restore)}; target >= 80%)`);
   console.log(`load: ${execFileSync('uptime', { encoding: 'utf8' }).trim()} (2 shared cores: the figures are noisy)`);

@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../dedup/chunker.js';
 import { initDataStore, openDataStore } from '../stream/store.js';
 import { TokenStore, ensureAdminToken } from '../api/auth.js';
-import { runRmtBridge } from '../protocols/rmt/bridge.js';
+import { addRmtCommand } from './rmt.js';
 import { startServer, type ServerConfig } from '../server.js';
 import { benchDedup, formatBench } from './bench-dedup.js';
 import { registerServiceCommands } from './commands.js';
@@ -75,13 +75,7 @@ export function buildProgram(): Command {
       await serve(flags);
     });
 
-  program
-    .command('rmt')
-    .description('speak rmt on stdin/stdout, relayed to a vtl rmt server (for tar --rsh-command or ssh ForceCommand)')
-    .option('--server <host:port>', 'rmt server (default $VTL_RMT or 127.0.0.1:7421)')
-    .action(async (o) => {
-      await runRmtBridge(o.server ?? process.env.VTL_RMT ?? '127.0.0.1:7421', process.stdin, process.stdout);
-    });
+  addRmtCommand(program);
 
   const index = program.command('index').description('fingerprint index maintenance');
   index

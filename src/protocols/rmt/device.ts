@@ -15,6 +15,10 @@
  *   error, as st reports them). While a client reads records one after another, the next
  *   record is read ahead; any other command first puts the tape back where the client left it.
  *   At most one record is in flight either way.
+ * - For the `vtl rmt` bridge (see bridge.ts): `writeCredit` says how many bytes of further
+ *   records a client may be told are written before they are (never into the early-warning
+ *   zone), and `undoReads` takes back the client's last reads exactly (position and st's read
+ *   state), so a bridge can read ahead of its client.
  */
 import { LibraryError, type Drive, type Libraries } from '../../library/index.js';
 import { MAX_RECORD, type Medium, type ReadResult, type TapeResult } from '../../tape/index.js';
@@ -43,6 +47,25 @@ const DENSITY: Record<string, number> = { 'LTO-5': 0x58, 'LTO-6': 0x5a, 'LTO-7':
 const KEEPS_WRITING = new Set(['nop', 'setblk', 'ignored', 'tell']);
 /** Ops before which st writes a filemark when the last operation was a write. */
 const FILEMARK_FIRST = new Set(['rewind', 'offline', 'unload', 'seek', 'bsf', 'bsfm']);
+
+/** Most bytes of records a bridge may hold acknowledged ahead of the tape (its write window). */
+export const WRITE_WINDOW = 8 * 2 ** 20;
+/** Most reads `undoReads` can take back (a bridge's read-ahead stays below this). */
+export const MAX_UNDO = 256;
+
+/** What a read changes besides the position: restored when it is taken back. */
+interface ReadState {
+  writing: boolean;
+  eodSeen: boolean;
+  filemarkPending: boolean;
+  residue: number;
+}
+
+/** One read a client made: the objects it passed (NaN: unknown) and the state before it. */
+interface ReadEntry {
+  moved: number;
+  before: ReadState;
+}
 
 function errnoOfLibrary(err: LibraryError): RmtError {
   switch (err.code) {
@@ -89,6 +112,10 @@ export class TapeDevice {
   private deferred: RmtError | undefined;
   /** The record read ahead for a read of `length` bytes. */
   private ahead: { length: number; result: Promise<ReadResult> } | undefined;
+  /** The client's reads since its last other command, newest last (at most MAX_UNDO). */
+  private journal: ReadEntry[] = [];
+  /** Bytes of the record being stored behind the client's back. */
+  private pendingBytes = 0;
 
   private constructor(
     readonly name: DeviceName,
@@ -122,6 +149,7 @@ export class TapeDevice {
   }
 
   async write(data: Buffer): Promise<number> {
+    this.journal.length = 0;
     if (!this.writable) throw new RmtError('EBADF', 'the device is open for reading only');
     if (data.length > MAX_TRANSFER) throw new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes`);
     await this.settle();
@@ -131,6 +159,7 @@ export class TapeDevice {
     if (this.writing && this.farFromEnd()) {
       // Streaming: the previous write succeeded at EOD and this one cannot reach the early
       // warning zone, so it can only fail on an internal error, reported by the next command.
+      this.pendingBytes = data.length;
       this.pendingWrite = this.medium.write(data).then(
         (r) => {
           this.residue = r.residue;
@@ -152,6 +181,20 @@ export class TapeDevice {
   private farFromEnd(): boolean {
     const m = this.medium;
     return m.eod.eodByte + 2 * MAX_TRANSFER < m.cfg.capacity - m.cfg.earlyWarning;
+  }
+
+  /**
+   * After a write: how many bytes of further records may be acknowledged before they reach the
+   * device. Only while streaming variable-size records at EOD with no error pending, and only
+   * as far as they all stay clear of the early-warning zone (so every one of them fits, and the
+   * streaming rule of `write` holds for each): 0 otherwise.
+   */
+  writeCredit(): number {
+    const m = this.medium;
+    if (!this.writing || this.deferred || !m.isLoaded || m.blockSize !== 0) return 0;
+    const inFlight = this.pendingWrite ? this.pendingBytes : 0;
+    const room = m.cfg.capacity - m.cfg.earlyWarning - m.eod.eodByte - inFlight - 2 * MAX_TRANSFER;
+    return Math.max(0, Math.min(WRITE_WINDOW, room));
   }
 
   /**
@@ -183,12 +226,17 @@ export class TapeDevice {
     if (r.sense?.key === 'MEDIUM ERROR') this.deferred = errnoOf(r);
   }
 
+  /** One read(2) of `length` bytes (0 moves nothing and returns nothing). */
   async read(length: number): Promise<Buffer> {
+    const entry: ReadEntry = { moved: 0, before: { writing: this.writing, eodSeen: this.eodSeen, filemarkPending: this.filemarkPending, residue: this.residue } };
+    if (this.journal.push(entry) > MAX_UNDO) this.journal.shift();
     if (this.flags.access === 'write') throw new RmtError('EBADF', 'the device is open for writing only');
+    if (length === 0) return Buffer.alloc(0);
     let r: ReadResult;
     const a = this.ahead;
     if (a && a.length === length) {
       this.ahead = undefined;
+      entry.moved = NaN; // until the result says
       r = await a.result;
     } else {
       await this.settle();
@@ -200,8 +248,10 @@ export class TapeDevice {
       const bs = this.medium.blockSize;
       if (bs > 0 && length > MAX_TRANSFER) throw new RmtError('EINVAL', `a fixed-block read transfers at most ${MAX_TRANSFER} bytes`);
       if (bs > 0 && length % bs !== 0) throw new RmtError('EINVAL', `${length} bytes is not a whole number of ${bs}-byte blocks`);
+      entry.moved = NaN;
       r = await this.medium.read(this.readLength(length));
     }
+    entry.moved = this.objectsPassed(r);
     this.residue = r.residue;
     // A whole record in variable mode: the client will most likely ask for the next one.
     if (r.ok && r.transferred > 0 && !r.filemark && this.medium.blockSize === 0) {
@@ -210,6 +260,46 @@ export class TapeDevice {
       this.ahead.result.catch(() => undefined);
     }
     return this.answer(r);
+  }
+
+  /**
+   * The objects (records, blocks, filemarks) a read moved over. Variable mode: the record read
+   * (also when too long for the buffer) or the filemark met. Fixed mode: the blocks read, plus
+   * the filemark or wrong-size record it stopped at.
+   */
+  private objectsPassed(r: ReadResult): number {
+    const bs = this.medium.blockSize;
+    if (bs === 0) return r.transferred > 0 || r.filemark ? 1 : 0;
+    return r.transferred / bs + (r.filemark || r.ili ? 1 : 0);
+  }
+
+  /**
+   * Takes back the client's last `count` reads: the tape goes back to where it was before the
+   * first of them and st's read state (EOF/EOD seen, residue) is as it was then. A read-ahead
+   * of the device itself is dropped with them (never reported: the client did not ask for it).
+   */
+  async undoReads(count: number): Promise<void> {
+    if (!Number.isSafeInteger(count) || count < 0 || count > this.journal.length) {
+      throw new RmtError('EINVAL', `cannot take back ${count} reads: ${this.journal.length} can be`);
+    }
+    let moved = 0;
+    const a = this.ahead;
+    this.ahead = undefined;
+    if (a) moved += this.objectsPassed(await a.result.catch(() => ({ transferred: NaN, filemark: false, ili: false }) as ReadResult));
+    const undone = this.journal.splice(this.journal.length - count);
+    for (const e of undone) moved += e.moved;
+    if (Number.isNaN(moved)) throw new RmtError('EIO', 'a read being taken back failed inside the tape layer: the position is unknown');
+    if (moved > 0) {
+      const p = await this.medium.readPosition();
+      this.check(await this.medium.locate(p.lba - moved));
+    }
+    if (undone.length > 0) {
+      const s = undone[0].before;
+      this.writing = s.writing;
+      this.eodSeen = s.eodSeen;
+      this.filemarkPending = s.filemarkPending;
+      this.residue = s.residue;
+    }
   }
 
   /** No record is longer than the tape maximum: a larger buffer reads the same. */
@@ -237,6 +327,7 @@ export class TapeDevice {
 
   /** MTIOCTOP: returns the value of the `A` reply. */
   async ioctl(opcode: number, count: number): Promise<number> {
+    this.journal.length = 0;
     await this.settle();
     const op = tapeOp(this.name.dialect, opcode);
     if (op === undefined) throw new RmtError('EINVAL', `unknown ${this.name.dialect === 'linux' ? 'MTIOCTOP' : 'STIOCTOP'} operation ${opcode}`);
@@ -317,6 +408,7 @@ export class TapeDevice {
 
   /** MTIOCGET: Linux x86-64 `struct mtget`. */
   async status(): Promise<Buffer> {
+    this.journal.length = 0;
     await this.settle();
     const b = Buffer.alloc(MTGET_SIZE);
     const m = this.medium;
@@ -348,6 +440,7 @@ export class TapeDevice {
 
   /** lseek(2) on a tape device moves nothing (Linux st uses noop_llseek): answers 0. */
   seek(offset: number, whence: number): number {
+    this.journal.length = 0;
     if (!Number.isSafeInteger(offset) || whence < 0 || whence > 2) throw new RmtError('EINVAL', 'bad lseek offset or whence');
     return 0;
   }

@@ -13,10 +13,17 @@
  * - One session per drive: a second open gets EBUSY.
  * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
  *   length is checked (records at most 2 MiB) before anything is allocated or read.
+ * - `vtl rmt` (bridge.ts) pipelines for its client, through a vtl extension of the protocol that
+ *   only a session that said hello (`B1`) accepts: writes are acknowledged ahead of the tape
+ *   within a credit the server grants (never into the early-warning zone; an error comes back
+ *   for the next command, as st's deferred errors do), reads are sent ahead and taken back
+ *   exactly before any other command. Sync points are still answered only when durable, and a
+ *   client sees the same replies and positions as without the bridge.
  */
 export { RmtServer, DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './server.js';
 export type { RmtServerOptions } from './server.js';
 export { runRmtBridge, parseServerAddress } from './bridge.js';
 export { parseDevice, parseOpenFlags, tapeOp, RmtError, ERRNO } from './names.js';
 export type { DeviceName, Dialect, TapeOp } from './names.js';
-export { MAX_TRANSFER, MTGET_SIZE, GMT } from './device.js';
+export { MAX_TRANSFER, MTGET_SIZE, GMT, WRITE_WINDOW } from './device.js';
+export { BRIDGE_EXTENSION } from './session.js';

@@ -1,9 +1,10 @@
 /**
- * The bytes a client sent, read as rmt needs them: single command bytes, argument lines and
- * exact-length payloads. The buffer is bounded: past `highWater` bytes the socket is paused
- * until the session consumes them, so a fast or hostile client cannot grow memory.
+ * The bytes of one side of an rmt conversation, read as rmt needs them: single command (or
+ * reply) bytes, lines and exact-length payloads. The buffer is bounded: past `highWater` bytes
+ * the source is paused until they are consumed, so a fast or hostile peer cannot grow memory.
+ * The server reads its clients' sockets with it; the bridge reads tar's stdin and the replies.
  */
-import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 
 /** The client broke the protocol beyond recovery (an argument line too long). */
 export class ProtocolError extends Error {}
@@ -17,21 +18,26 @@ export class Input {
   private wake: (() => void) | undefined;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly source: Readable,
     private readonly highWater: number,
   ) {
-    socket.on('data', (c: Buffer) => {
+    source.on('data', (c: Buffer) => {
       this.chunks.push(c);
       this.size += c.length;
-      if (this.size >= this.highWater) socket.pause();
+      if (this.size >= this.highWater) source.pause();
       this.notify();
     });
     const end = () => {
       this.ended = true;
       this.notify();
     };
-    socket.on('end', end);
-    socket.on('close', end);
+    source.on('end', end);
+    source.on('close', end);
+  }
+
+  /** The input has ended and every byte of it was consumed. */
+  get finished(): boolean {
+    return this.ended && this.size === 0;
   }
 
   /** Bytes received and not yet consumed. */
@@ -67,6 +73,26 @@ export class Input {
     }
   }
 
+  /** Exactly `n` bytes as views of what was received (no copy), or null if the input ends first. */
+  async exactParts(n: number): Promise<Buffer[] | null> {
+    if (!(await this.want(n))) return null;
+    const parts: Buffer[] = [];
+    for (let left = n; left > 0; ) {
+      const c = this.chunks[0];
+      const k = Math.min(left, c.length - this.head);
+      parts.push(c.subarray(this.head, this.head + k));
+      this.consume(k);
+      left -= k;
+    }
+    return parts;
+  }
+
+  /** Whatever is buffered (at least one byte), or null at end of input. */
+  async some(): Promise<Buffer | null> {
+    if (!(await this.want(1))) return null;
+    return this.take(this.chunks[0].length - this.head);
+  }
+
   /** Exactly `n` bytes, or null if the input ends first. The caller has bounded `n`. */
   async exact(n: number): Promise<Buffer | null> {
     if (!(await this.want(n))) return null;
@@ -83,7 +109,7 @@ export class Input {
   private async want(n: number): Promise<boolean> {
     while (this.size < n) {
       if (this.ended) return false;
-      if (this.socket.isPaused() && !this.socket.destroyed) this.socket.resume();
+      if (this.source.isPaused() && !this.source.destroyed) this.source.resume();
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
     return true;
@@ -130,6 +156,6 @@ export class Input {
       this.head -= this.chunks[0].length;
       this.chunks.shift();
     }
-    if (this.size < this.highWater / 2 && this.socket.isPaused() && !this.socket.destroyed && !this.ended) this.socket.resume();
+    if (this.size < this.highWater / 2 && this.source.isPaused() && !this.source.destroyed && !this.ended) this.source.resume();
   }
 }

@@ -4,6 +4,10 @@
  * errno values the replies carry.
  */
 
+/** Where the rmt server listens by default (here so the bridge needs nothing of the server). */
+export const DEFAULT_RMT_HOST = '127.0.0.1';
+export const DEFAULT_RMT_PORT = 7421;
+
 /** Linux `/LIB/stN`, `/LIB/nstN`; AIX `/LIB/rmtN`, `/LIB/rmtN.D`. */
 export type Dialect = 'linux' | 'aix';
 

@@ -5,10 +5,10 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
+import { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './names.js';
 import { RmtSession } from './session.js';
 
-export const DEFAULT_RMT_HOST = '127.0.0.1';
-export const DEFAULT_RMT_PORT = 7421;
+export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
 const MAX_CONNECTIONS = 256;
 

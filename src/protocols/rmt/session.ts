@@ -6,6 +6,14 @@
  * line past its limit, a W whose length is not a valid record size) are answered with an E
  * reply and the connection is closed: nothing announced is ever allocated or read before its
  * length is checked. The end of input is an implicit close of the device.
+ *
+ * The vtl bridge extension (bridge.ts), spoken only after the client's hello `B1\n`:
+ * - `w<n>\n<data>`: a write the client may already have acknowledged to its own client.
+ *   Answered `A<k> <credit>\n`: k bytes written, and how many bytes of further records may be
+ *   acknowledged ahead of the tape from now on (TapeDevice.writeCredit). Once such a write
+ *   fails, later `w` are refused until the client sends another command, so nothing lands on
+ *   the tape after a hole.
+ * - `U<k>\n`: takes back the last k reads (TapeDevice.undoReads); answered `A<k>\n`.
  */
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
@@ -16,7 +24,14 @@ import { RmtError, parseDevice, parseOpenFlags } from './names.js';
 /** Longest device name (PATH_MAX) and longest numeric or flags argument. */
 const MAX_NAME = 4096;
 const MAX_ARG = 256;
+/**
+ * Reply bytes a session queues before it waits for its client to read them: a bridge reads
+ * ahead, so its replies may gather; a plain client gets the socket's usual high-water mark.
+ */
+const BRIDGE_BACKLOG = 2 ** 20;
 const NUMBER = /^\s*([+-]?\d{1,19})\s*$/;
+/** The version of the bridge extension this server speaks. */
+export const BRIDGE_EXTENSION = 1;
 
 /** End the connection after replying. */
 class Fatal extends Error {
@@ -34,6 +49,14 @@ export class RmtSession {
   private readonly input: Input;
   private device: TapeDevice | undefined;
   private stopping = false;
+  /** The client said hello: the bridge extension's commands are accepted. */
+  private bridged = false;
+  /** Credit the last `w` reply granted: the writes that follow may have been acknowledged. */
+  private credit = 0;
+  /** A `w` failed while it may have been acknowledged: refuse `w` until another command. */
+  private bufferedFailed = false;
+  /** Replies are being gathered until the event loop turns. */
+  private corked = false;
   readonly done: Promise<void>;
 
   constructor(
@@ -102,6 +125,10 @@ export class RmtSession {
 
   /** Returns false at end of input inside a command. */
   private async dispatch(letter: string): Promise<boolean> {
+    if (letter !== 'w') {
+      this.credit = 0;
+      this.bufferedFailed = false;
+    }
     switch (letter) {
       case 'O':
         return this.open();
@@ -126,9 +153,59 @@ export class RmtSession {
       case 'v': // Schily version query: v<arg>\n
         if ((await this.arg()) === null) return false;
         throw new RmtError('EINVAL', 'the version command v is not supported');
+      case 'B':
+        return this.hello();
+      case 'w':
+        if (!this.bridged) throw unknown(letter);
+        return this.bufferedWrite();
+      case 'U':
+        if (!this.bridged) throw unknown(letter);
+        return this.undo();
       default:
-        throw new Fatal(new RmtError('EINVAL', `unknown command ${JSON.stringify(letter)}`));
+        throw unknown(letter);
     }
+  }
+
+  /** `B<version>\n`: the bridge's hello; answers the extension version both sides speak. */
+  private async hello(): Promise<boolean> {
+    const line = await this.arg();
+    if (line === null) return false;
+    const v = number(line);
+    if (v === undefined || v < 1) throw new RmtError('EINVAL', `bad bridge extension version ${JSON.stringify(line)}`);
+    this.bridged = true;
+    await this.reply(`A${Math.min(v, BRIDGE_EXTENSION)}\n`);
+    return true;
+  }
+
+  /** `w<n>\n<data>`: a write that may be acknowledged already; answers `A<k> <credit>`. */
+  private async bufferedWrite(): Promise<boolean> {
+    const data = await this.record();
+    if (data === null) return false;
+    const ahead = this.credit > 0;
+    this.credit = 0;
+    try {
+      if (this.bufferedFailed) throw new RmtError('EIO', 'an earlier buffered write failed: nothing more is written until another command');
+      const dev = this.openDevice();
+      const k = data.length === 0 ? 0 : await dev.write(data);
+      this.credit = dev.writeCredit();
+      await this.reply(`A${k} ${this.credit}\n`);
+      return true;
+    } catch (err) {
+      // The client may have acknowledged this record: no later one may land after the hole.
+      if (ahead) this.bufferedFailed = true;
+      throw err;
+    }
+  }
+
+  /** `U<k>\n`: takes back the last k reads. */
+  private async undo(): Promise<boolean> {
+    const line = await this.arg();
+    if (line === null) return false;
+    const k = number(line);
+    if (k === undefined) throw new RmtError('EINVAL', `bad read count ${JSON.stringify(line)}`);
+    await this.openDevice().undoReads(k);
+    await this.reply(`A${k}\n`);
+    return true;
   }
 
   private async open(): Promise<boolean> {
@@ -157,18 +234,23 @@ export class RmtSession {
   }
 
   private async write(): Promise<boolean> {
+    const data = await this.record();
+    if (data === null) return false;
+    const dev = this.openDevice();
+    const k = data.length === 0 ? 0 : await dev.write(data);
+    await this.reply(`A${k}\n`);
+    return true;
+  }
+
+  /** The length line and payload of a write; null at end of input. */
+  private async record(): Promise<Buffer | null> {
     const line = await this.arg();
-    if (line === null) return false;
+    if (line === null) return null;
     const n = number(line);
     // Checked before a single payload byte is read: a bad length cannot be skipped safely.
     if (n === undefined || n < 0) throw new Fatal(new RmtError('EINVAL', `bad write length ${JSON.stringify(line)}`));
     if (n > MAX_TRANSFER) throw new Fatal(new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes, ${n} announced`));
-    const data = await this.input.exact(n);
-    if (data === null) return false;
-    const dev = this.openDevice();
-    const k = n === 0 ? 0 : await dev.write(data);
-    await this.reply(`A${k}\n`);
-    return true;
+    return this.input.exact(n);
   }
 
   private async read(): Promise<boolean> {
@@ -176,8 +258,8 @@ export class RmtSession {
     if (line === null) return false;
     const n = number(line);
     if (n === undefined || n < 0) throw new RmtError('EINVAL', `bad read length ${JSON.stringify(line)}`);
-    const dev = this.openDevice();
-    const data = n === 0 ? Buffer.alloc(0) : await dev.read(n);
+    // Every R reaches the device, also R0: a bridge counts them when it takes reads back.
+    const data = await this.openDevice().read(n);
     await this.reply(`A${data.length}\n`, data);
     return true;
   }
@@ -235,19 +317,28 @@ export class RmtSession {
     this.opts.trace?.(line);
   }
 
-  private send(text: string, data?: Buffer): boolean {
-    if (this.socket.destroyed || !this.socket.writable) return true;
-    if (!data || data.length === 0) return this.socket.write(text);
-    this.socket.cork();
+  /**
+   * Queues a reply. The replies of commands that arrived together (a bridge's pipelined
+   * writes and reads) leave in one writev when the event loop turns, not one syscall each.
+   */
+  private send(text: string, data?: Buffer): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.socket.write(text);
-    const flushed = this.socket.write(data);
-    this.socket.uncork();
-    return flushed;
+    if (data && data.length > 0) this.socket.write(data);
   }
 
   /** Sends a reply; waits while the client is slow to read (bounded output). */
   private async reply(text: string, data?: Buffer): Promise<void> {
-    if (this.send(text, data)) return;
+    this.send(text, data);
+    if (this.socket.writableLength < (this.bridged ? BRIDGE_BACKLOG : this.socket.writableHighWaterMark)) return;
     await new Promise<void>((resolve) => {
       const done = () => {
         this.socket.off('drain', done);
@@ -258,6 +349,10 @@ export class RmtSession {
       this.socket.on('close', done);
     });
   }
+}
+
+function unknown(letter: string): Fatal {
+  return new Fatal(new RmtError('EINVAL', `unknown command ${JSON.stringify(letter)}`));
 }
 
 function number(line: string): number | undefined {

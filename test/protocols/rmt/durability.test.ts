@@ -108,3 +108,19 @@ test('a close is answered only when durable', async () => {
   c.destroy();
   expect(await readBack()).toEqual([tag(0), tag(1), tag(2), '', tag(10), tag(11), tag(12), tag(13), '', '']);
 });
+
+test('through the bridge, with write-behind: a filemark is answered only when every record before it is durable', async () => {
+  const { child, port } = await startChild();
+  const { client: c, bridge } = RawClient.bridged(port);
+  ok(await c.open('/lib1/nst0'));
+  ok(await c.ioctl(12, 1)); // to the end of data
+  // 2.5 MiB: all but the first are acknowledged by the bridge before the server stores them.
+  for (let i = 20; i < 60; i++) ok(await c.write(rec(i)));
+  expect(ok(await c.ioctl(5, 1))).toBe(1);
+  for (let i = 60; i < 63; i++) ok(await c.write(rec(i))); // acknowledged, never synced
+  await kill(child);
+  c.destroy();
+  await bridge.catch(() => undefined);
+  const written = Array.from({ length: 40 }, (_, k) => tag(20 + k));
+  expect(await readBack()).toEqual([tag(0), tag(1), tag(2), '', tag(10), tag(11), tag(12), tag(13), '', ...written, '', '']);
+});

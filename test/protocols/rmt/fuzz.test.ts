@@ -1,6 +1,7 @@
 /**
  * Fuzzing one rmt server with at least 100,000 command streams: random bytes, well-formed
- * scripts and mutations of them (flipped, inserted, deleted and duplicated bytes, cut streams,
+ * scripts (half of them with the bridge extension's hello, buffered writes and undone reads)
+ * and mutations of them (flipped, inserted, deleted and duplicated bytes, cut streams,
  * numbers replaced by huge or negative ones, clients that reset the connection). The server
  * must answer each stream with A or E replies and close it when the input ends (never hang),
  * never crash, keep its memory bounded, release every drive, and keep the cartridges readable
@@ -51,7 +52,7 @@ const FLAGS = ['0 O_RDONLY', '65 O_WRONLY|O_CREAT', '2 O_RDWR', '1', '2', '2048 
 const NUMBERS = ['0', '1', '-1', '512', '65536', '2097152', '2097153', '3000000000', '99999999999999999999', '-3000000000', 'x', ''];
 
 function command(r: Rng): string | Buffer {
-  switch (r.int(14)) {
+  switch (r.int(17)) {
     case 0:
       return `O${r.pick(DEVICES)}\n${r.pick(FLAGS)}\n`;
     case 1:
@@ -76,6 +77,14 @@ function command(r: Rng): string | Buffer {
       return r.pick(['i1\n1\n', 'sT', 'v1\n', '\n\n']);
     case 11:
       return `W${r.pick(NUMBERS)}\n`;
+    case 14: // the bridge extension: hello, buffered write, undo of reads
+      return r.pick(['B1\n', 'B0\n', 'B99\n', 'Bx\n']);
+    case 15: {
+      const n = r.int(4) === 0 ? r.int(9000) : r.int(600);
+      return Buffer.concat([Buffer.from(`w${n}\n`), Buffer.alloc(n, r.int(256))]);
+    }
+    case 16:
+      return `U${r.pick(['0', '1', '2', '5', '300', '-1', 'x'])}\n`;
     default:
       return `I${r.pick(['6', '5', '1', '2', '12', '13', '30'])}\n1\n`;
   }
@@ -83,6 +92,7 @@ function command(r: Rng): string | Buffer {
 
 function script(r: Rng): Buffer {
   const parts: (string | Buffer)[] = [`O${r.pick(DEVICES.slice(0, 6))}\n${r.pick(FLAGS.slice(0, 3))}\n`];
+  if (r.int(2)) parts.unshift('B1\n'); // a bridge's session: w and U are commands
   const n = 1 + r.int(12);
   for (let i = 0; i < n; i++) parts.push(command(r));
   if (r.int(2)) parts.push('C\n');

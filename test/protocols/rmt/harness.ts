@@ -5,11 +5,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { Duplex, PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Libraries } from '../../../src/library/index.js';
-import { RmtServer } from '../../../src/protocols/rmt/index.js';
+import { RmtServer, runRmtBridge } from '../../../src/protocols/rmt/index.js';
 import { initDataStore, openDataStore, type DataStore } from '../../../src/stream/store.js';
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -105,7 +106,8 @@ export async function runOk(cmd: string, args: string[], opts: { cwd?: string; i
   return r;
 }
 
-export type Reply = { ok: true; value: number; data?: Buffer } | { ok: false; errno: number; message: string };
+/** `text`: the reply line after `A` (a bridge extension `w` reply carries two numbers). */
+export type Reply = { ok: true; value: number; text: string; data?: Buffer } | { ok: false; errno: number; message: string };
 
 /** A raw rmt client: sends commands, parses replies (A<n>, E<errno>\n<msg>, data for R and S). */
 export class RawClient {
@@ -128,6 +130,15 @@ export class RawClient {
     socket.on('error', () => undefined);
   }
 
+  /** A client on the far side of a `vtl rmt` bridge (run in this process) to the server. */
+  static bridged(port: number): { client: RawClient; bridge: Promise<void> } {
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const bridge = runRmtBridge(`127.0.0.1:${port}`, stdin, stdout);
+    const pipe = Duplex.from({ readable: stdout, writable: stdin });
+    return { client: new RawClient(pipe as unknown as Socket), bridge };
+  }
+
   static connect(port: number): Promise<RawClient> {
     return new Promise((res, rej) => {
       const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
@@ -148,9 +159,10 @@ export class RawClient {
   async reply(withData = false): Promise<Reply> {
     const line = await this.line();
     if (line.startsWith('A')) {
-      const value = Number(line.slice(1));
-      if (!withData) return { ok: true, value };
-      return { ok: true, value, data: await this.bytes(value) };
+      const text = line.slice(1);
+      const value = Number(text.split(' ')[0]);
+      if (!withData) return { ok: true, value, text };
+      return { ok: true, value, text, data: await this.bytes(value) };
     }
     if (line.startsWith('E')) return { ok: false, errno: Number(line.slice(1)), message: await this.line() };
     throw new Error(`unexpected reply line ${JSON.stringify(line)}`);
