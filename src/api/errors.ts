@@ -5,7 +5,7 @@
  */
 import { LibraryError, type LibraryErrorCode } from '../library/index.js';
 import { ReplicationError, TargetError } from '../replication/index.js';
-import type { Sense, TapeResult } from '../tape/index.js';
+import { MediumInUseError, type Sense, type TapeResult } from '../tape/index.js';
 
 export class ApiError extends Error {
   constructor(
@@ -63,6 +63,7 @@ export interface ErrorBody {
 export function toErrorBody(err: unknown): { status: number; body: ErrorBody; internal: boolean } {
   if (err instanceof ApiError) return { status: err.statusCode, body: { error: err.code, message: err.message }, internal: false };
   if (err instanceof LibraryError) return { status: LIBRARY_STATUS[err.code] ?? 400, body: { error: err.code, message: err.message }, internal: false };
+  if (err instanceof MediumInUseError) return { status: 409, body: { error: 'IN_USE', message: err.message }, internal: false };
   if (err instanceof ReplicationError || err instanceof TargetError) {
     const status = err.code === 'NOT_FOUND' ? 404 : err.code === 'INVALID' ? 400 : 409;
     return { status, body: { error: err.code, message: err.message }, internal: false };
