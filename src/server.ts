@@ -11,6 +11,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Gauge, type Registry } from 'prom-client';
 import { buildApp, type ApiDeps } from './api/app.js';
 import { TokenStore, ensureAdminToken } from './api/auth.js';
 import { Libraries } from './library/index.js';
@@ -144,7 +145,13 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const rmtAddress = `${listening.host}:${listening.port}`;
 
     // ---- api ----------------------------------------------------------------------------------
-    const app = await buildApp({ libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger, rmt: () => rmtAddress, routes: [imageRoutes(journal), ...(flags.routes ?? [])] });
+    const rmtServer = rmt;
+    const app = await buildApp({
+      libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger,
+      rmt: () => rmtAddress,
+      traffic: () => ({ rmt: rmtServer.bytes() }),
+      routes: [imageRoutes(journal), rmtMetrics(rmtServer), ...(flags.routes ?? [])],
+    });
     await app.listen({ host: config.host, port: config.port });
     const a = app.server.address();
     const port = typeof a === 'object' && a ? a.port : config.port;
@@ -190,6 +197,24 @@ async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, librar
   await libraries.close(); // unloads every medium: sync points
   await repl.dr.close();
   await store.close();
+}
+
+/** The rmt server's bytes in /metrics (it lives below the API, which cannot import it). */
+function rmtMetrics(rmt: RmtServer) {
+  return async (_app: FastifyInstance, ctx: { metrics: { registry: Registry } }) => {
+    new Gauge({
+      name: 'vtl_rmt_bytes_total',
+      help: 'Bytes received (in) and sent (out) by the rmt server, commands and replies included',
+      labelNames: ['direction'],
+      registers: [ctx.metrics.registry],
+      collect() {
+        const b = rmt.bytes();
+        this.set({ direction: 'in' }, b.in);
+        this.set({ direction: 'out' }, b.out);
+      },
+    });
+    new Gauge({ name: 'vtl_rmt_connections', help: 'rmt connections being served', registers: [ctx.metrics.registry], collect() { this.set(rmt.connections); } });
+  };
 }
 
 function logRecovered(done: Recovered[]): void {

@@ -25,6 +25,9 @@ export interface RmtServerOptions {
 export class RmtServer {
   private server: Server | undefined;
   private readonly sessions = new Set<RmtSession>();
+  private readonly sockets = new Set<Socket>();
+  /** Bytes of connections that have ended. */
+  private ended = { in: 0, out: 0 };
 
   constructor(private readonly opts: RmtServerOptions) {}
 
@@ -43,6 +46,16 @@ export class RmtServer {
     });
   }
 
+  /** Bytes received and sent on every connection since the server started (protocol included). */
+  bytes(): { in: number; out: number } {
+    let { in: i, out: o } = this.ended;
+    for (const s of this.sockets) {
+      i += s.bytesRead;
+      o += s.bytesWritten;
+    }
+    return { in: i, out: o };
+  }
+
   /** Connections being served. */
   get connections(): number {
     return this.sessions.size;
@@ -59,6 +72,11 @@ export class RmtServer {
 
   private accept(socket: Socket): void {
     socket.setKeepAlive(true, 60_000);
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.ended = { in: this.ended.in + socket.bytesRead, out: this.ended.out + socket.bytesWritten };
+    });
     const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace });
     this.sessions.add(session);
     void session.done.finally(() => {

@@ -1,0 +1,41 @@
+/**
+ * The rmt server's bytes reach /metrics and the capacity history's throughput (a real vtl
+ * server, a raw rmt client).
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { call, startTestServer, type TestServer } from '../../api/helpers.js';
+import { RawClient } from './harness.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  process.env.VTL_HISTORY_INTERVAL_MS = '200';
+  t = await startTestServer({ demo: true });
+});
+afterAll(async () => {
+  delete process.env.VTL_HISTORY_INTERVAL_MS;
+  await t?.stop();
+});
+
+test('rmt bytes in and out are counted in /metrics and in the history', async () => {
+  expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'VT0001L7' })).status).toBe(200);
+  const port = Number(t.server.rmtAddress.split(':').pop());
+  const c = await RawClient.connect(port);
+  expect((await c.open('/lib1/nst0')).ok).toBe(true);
+  const record = Buffer.alloc(65536, 7);
+  for (let i = 0; i < 16; i++) expect((await c.write(record)).ok).toBe(true);
+  expect((await c.close()).ok).toBe(true);
+  c.destroy();
+  const text = String((await call(t, 'GET', '/metrics')).body);
+  const bytesIn = Number(/vtl_rmt_bytes_total\{direction="in"\} (\d+)/.exec(text)?.[1]);
+  const bytesOut = Number(/vtl_rmt_bytes_total\{direction="out"\} (\d+)/.exec(text)?.[1]);
+  expect(bytesIn).toBeGreaterThanOrEqual(16 * 65536);
+  expect(bytesOut).toBeGreaterThan(0);
+  // The history's points carry the rmt traffic of their interval.
+  let total = 0;
+  for (let i = 0; i < 50 && total < 16 * 65536; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const h = (await call(t, 'GET', '/api/v1/stats/history?resolution=fine')).body;
+    total = h.points.reduce((n: number, p: { traffic: Record<string, { in: number }> }) => n + (p.traffic.rmt?.in ?? 0), 0);
+  }
+  expect(total).toBeGreaterThanOrEqual(16 * 65536);
+});
