@@ -44,6 +44,7 @@ import {
   type FooterEntry,
 } from './container.js';
 import { CodecPool } from './codec-pool.js';
+import { readInRuns } from './runs.js';
 import { FingerprintIndex, LocalityCache, type BinarySublevel } from './fingerprint-index.js';
 import { fingerprintBytes, fingerprintFromBytes, fingerprintKey } from './fingerprint.js';
 
@@ -1051,29 +1052,7 @@ export class ChunkStore {
    * it (the caller owns it until it has used them), which spares allocation and copies.
    */
   async readChunks(items: StoredChunk[], into?: Buffer): Promise<Buffer[]> {
-    const out = new Array<Buffer>(items.length);
-    let i = 0;
-    let at = 0;
-    const jobs: Promise<void>[] = [];
-    while (i < items.length) {
-      const container = items[i].ref.container;
-      let j = i + 1;
-      let bytes = items[i].ref.rawLength;
-      while (j < items.length && items[j].ref.container === container) bytes += items[j++].ref.rawLength;
-      const from = i;
-      const run = items.slice(i, j);
-      jobs.push(
-        this.readRun(container, run, into && { buf: into, at }).then((bufs) => {
-          bufs.forEach((b, k) => (out[from + k] = b));
-        }),
-      );
-      at += bytes;
-      i = j;
-    }
-    // Every job settles before this does: the caller reuses `into` right after, even on failure.
-    const failed = (await Promise.allSettled(jobs)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    return out;
+    return readInRuns(items, into, (container, run, target) => this.readRun(container, run, target));
   }
 
   private async readRun(container: number, run: StoredChunk[], target?: { buf: Buffer; at: number }): Promise<Buffer[]> {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { ReplicaCipher } from '../crypto/index.js';
 import { CodecPool } from '../dedup/codec-pool.js';
 import { containerPath, IntegrityError } from '../dedup/container.js';
+import { readInRuns } from '../dedup/runs.js';
 import type { CommitBatch, StoredChunk } from '../dedup/store.js';
 import type { ChunkSource } from '../stream/recipes.js';
 import type { DataDb } from '../stream/store.js';
@@ -73,26 +74,8 @@ export class ReplicaChunks implements ChunkSource {
     this.chunker.params.max = Math.max(this.chunker.params.max, max);
   }
 
-  async readChunks(items: StoredChunk[], into?: Buffer): Promise<Buffer[]> {
-    const out = new Array<Buffer>(items.length);
-    const jobs: Promise<void>[] = [];
-    let at = 0;
-    for (let i = 0; i < items.length; ) {
-      const id = items[i].ref.container;
-      let j = i + 1;
-      let bytes = items[i].ref.rawLength;
-      while (j < items.length && items[j].ref.container === id) bytes += items[j++].ref.rawLength;
-      const from = i;
-      const run = items.slice(i, j);
-      const target = into && at + bytes <= into.length ? { buf: into, at } : undefined;
-      jobs.push(this.readRun(id, run, target).then((bufs) => bufs.forEach((b, k) => (out[from + k] = b))));
-      at += bytes;
-      i = j;
-    }
-    // Every job settles before this does: the caller reuses `into` right after, even on failure.
-    const failed = (await Promise.allSettled(jobs)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    return out;
+  readChunks(items: StoredChunk[], into?: Buffer): Promise<Buffer[]> {
+    return readInRuns(items, into, (id, run, target) => this.readRun(id, run, target));
   }
 
   private async readRun(id: number, run: StoredChunk[], target?: { buf: Buffer; at: number }): Promise<Buffer[]> {
