@@ -23,9 +23,9 @@ import type { MediumConfig } from '../tape/index.js';
 import { RecipeStreams } from '../stream/recipes.js';
 import type { StreamRouter } from '../stream/router.js';
 import type { DataStore } from '../stream/store.js';
-import { ObjectNotFoundError, openTier, parseTierUrl, withRetry, type ObjectTier } from '../tier/index.js';
+import { openTier, parseTierUrl, withRetry, type ObjectTier } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
-import { MANIFEST, catalogObject, decodeCatalog, parseCatalogName, type Catalog, type Manifest } from './layout.js';
+import { MANIFEST, catalogObject, decodeCatalog, parseCatalogName, readManifest, type Catalog } from './layout.js';
 import { ReplicaChunks } from './replica-source.js';
 import { ReplicationError } from './replicator.js';
 
@@ -372,13 +372,8 @@ export class DisasterRecovery {
 }
 
 async function checkManifest(tier: ObjectTier, storeId: string, keyId: string, where: string): Promise<void> {
-  let m: Manifest;
-  try {
-    m = JSON.parse((await tier.get(MANIFEST)).toString()) as Manifest;
-  } catch (err) {
-    if (err instanceof ObjectNotFoundError) throw new ReplicationError('INVALID', `${where} holds no vtl replicas (no ${MANIFEST})`);
-    throw err;
-  }
+  const m = await readManifest(tier);
+  if (!m) throw new ReplicationError('INVALID', `${where} holds no vtl replicas (no ${MANIFEST})`);
   if (m.storeId !== storeId) throw new ReplicationError('INVALID', `${where} holds the replicas of store ${m.storeId}, but the recovery key is for store ${storeId}`);
   if (m.keyId !== keyId) throw new ReplicationError('INVALID', `${where} was written with replication key ${m.keyId}, not this recovery key's ${keyId}`);
 }

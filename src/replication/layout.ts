@@ -19,6 +19,7 @@
  * it needs is on the target, so a reader never meets a catalog it cannot restore.
  */
 import type { MediumImage } from '../tape/index.js';
+import { ObjectNotFoundError, type ObjectTier } from '../tier/index.js';
 
 export const MANIFEST = 'vtl-replica.json';
 export const CONTAINER_HEADER = 128;
@@ -41,6 +42,16 @@ export interface Manifest {
   storeId: string;
   keyId: string;
   createdAt: string;
+}
+
+/** The target's manifest; undefined when it holds none (nothing replicated there yet). */
+export async function readManifest(tier: ObjectTier): Promise<Manifest | undefined> {
+  try {
+    return JSON.parse((await tier.get(MANIFEST)).toString()) as Manifest;
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
 }
 
 export function containerHeader(wrappedKey: Buffer): Buffer {

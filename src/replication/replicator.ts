@@ -18,7 +18,7 @@ import type { CartridgeEvent, Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
 import { isTransient } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
-import { PermanentError, RetryNow, shipCartridge, shipTables, stateKey, type ReplicaState, type ShipDeps, type ShipResult } from './ship.js';
+import { PermanentError, RetryNow, shipCartridge, shippedKey, shipTables, stateKey, type ReplicaState, type ShipDeps, type ShipResult } from './ship.js';
 import { TargetError, Targets } from './targets.js';
 import { CONTAINER_HEADER, containerObject, parseContainerHeader } from './layout.js';
 
@@ -258,7 +258,7 @@ export class Replicator {
     const out: CartridgeReplication[] = [];
     const newest = await this.newestJobs(barcode);
     for (const t of await this.targets.list()) {
-      const s = (await this.tables.state.get(stateKey(t.name, barcode))) as ReplicaState | undefined;
+      const s = await this.tables.state.get(stateKey(t.name, barcode));
       const job = newest.get(t.name) ?? null;
       if (!s && !job) continue;
       out.push({ ...lagOf(info, s), target: t.name, job: job && { id: job.id, state: job.state, lastError: job.lastError } });
@@ -272,10 +272,8 @@ export class Replicator {
       const sum: TargetSummary = { name: t.name, url: t.url, bandwidthLimit: t.bandwidthLimit, cartridges: 0, replicated: 0, pending: 0, failed: 0, maxLagSeconds: null, bytesShipped: 0, queued: 0, running: 0 };
       for (const j of this.queued.values()) if (j.target === t.name) sum.queued++;
       if (this.running?.job.target === t.name) sum.running++;
-      for await (const [k, v] of this.tables.state.iterator({ gte: `${t.name}!`, lt: `${t.name}"` })) {
-        const s = v as ReplicaState;
-        const barcode = (k as string).slice(t.name.length + 1);
-        const info = await this.syncInfo(barcode).catch(() => undefined);
+      for await (const s of this.tables.state.values({ gte: `${t.name}!`, lt: `${t.name}"` })) {
+        const info = await this.syncInfo(s.barcode).catch(() => undefined);
         if (!info) continue;
         const lag = lagOf(info, s);
         sum.cartridges++;
@@ -296,13 +294,11 @@ export class Replicator {
   /** Cartridges whose replica on some target is older than their last sync point by more than `seconds`. */
   async lagging(seconds: number): Promise<Array<{ barcode: string; target: string; lagSeconds: number; syncedAt: string | null }>> {
     const out: Array<{ barcode: string; target: string; lagSeconds: number; syncedAt: string | null }> = [];
-    for await (const [k, v] of this.tables.state.iterator()) {
-      const s = v as ReplicaState;
+    for await (const s of this.tables.state.values()) {
       const info = await this.syncInfo(s.barcode).catch(() => undefined);
       if (!info) continue;
       const lag = lagOf(info, s);
       if (lag.state === 'stale' && lag.lagSeconds !== null && lag.lagSeconds > seconds) out.push({ barcode: s.barcode, target: s.target, lagSeconds: lag.lagSeconds, syncedAt: info.syncedAt });
-      void k;
     }
     return out;
   }
@@ -324,7 +320,7 @@ export class Replicator {
    */
   async fetchContainer(id: number): Promise<Buffer | undefined> {
     for (const t of await this.targets.list()) {
-      if ((await this.tables.shipped.get(`${t.name}!${id.toString(16).padStart(8, '0')}`)) === undefined) continue;
+      if ((await this.tables.shipped.get(shippedKey(t.name, id))) === undefined) continue;
       try {
         const target = await this.targets.connect(t.name);
         const body = await target.tier.get(containerObject(id));

@@ -18,9 +18,8 @@ import type { ChunkStore } from '../dedup/store.js';
 import { RECIPE_ENTRY, type RecipeStreams } from '../stream/recipes.js';
 import type { DataDb } from '../stream/store.js';
 import type { TapeStore } from '../tape/index.js';
-import { ObjectNotFoundError } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
-import { CONTAINER_HEADER, MANIFEST, catalogObject, containerHeader, containerObject, encodeCatalog, packObject, parseCatalogName, type Catalog, type Manifest, type PageRef } from './layout.js';
+import { CONTAINER_HEADER, MANIFEST, readManifest, catalogObject, containerHeader, containerObject, encodeCatalog, packObject, parseCatalogName, type Catalog, type Manifest, type PageRef } from './layout.js';
 import type { OpenTarget } from './targets.js';
 
 /** A failure that retrying cannot fix (the cartridge is gone, the target holds another store). */
@@ -43,10 +42,8 @@ export interface ReplicaState {
   barcode: string;
   seq: number;
   replicatedAt: string;
-  /** The sync point the replica holds. */
+  /** The sync point the replica holds (the cartridge is replicated while its own is the same). */
   syncedAt: string | null;
-  eod: { lba: number; byte: number; filemarks: number; tailSum: string };
-  logicalBytes: number;
   /** All bytes this cartridge sent to this target (containers, packs, catalogs). */
   bytesShipped: number;
   lastBytesShipped: number;
@@ -71,7 +68,7 @@ export function shipTables(db: ReplicationDb) {
 }
 
 export const stateKey = (target: string, barcode: string) => `${target}!${barcode}`;
-const shippedKey = (target: string, id: number) => `${target}!${id.toString(16).padStart(8, '0')}`;
+export const shippedKey = (target: string, id: number) => `${target}!${id.toString(16).padStart(8, '0')}`;
 
 export interface ShipResult {
   seq: number;
@@ -206,8 +203,6 @@ export async function shipCartridge(deps: ShipDeps, target: OpenTarget, barcode:
     seq,
     replicatedAt: catalog.createdAt,
     syncedAt: catalog.syncedAt,
-    eod: { lba: g.eodLba, byte: g.eodByte, filemarks: g.filemarks, tailSum: g.tailSum },
-    logicalBytes: g.eodByte,
     bytesShipped: (prevState?.bytesShipped ?? 0) + sent,
     lastBytesShipped: sent,
   };
@@ -296,12 +291,7 @@ async function putLimited(target: OpenTarget, key: string, body: Buffer): Promis
 
 /** The target names this store (or nothing yet: then it is claimed). */
 async function checkManifest(deps: ShipDeps, target: OpenTarget): Promise<void> {
-  let m: Manifest | undefined;
-  try {
-    m = JSON.parse((await target.tier.get(MANIFEST)).toString()) as Manifest;
-  } catch (err) {
-    if (!(err instanceof ObjectNotFoundError)) throw err;
-  }
+  const m = await readManifest(target.tier);
   if (!m) {
     const mine: Manifest = { format: 'vtl-replica', version: 1, storeId: deps.chunks.storeId, keyId: deps.cipher.keyId, createdAt: new Date().toISOString() };
     await target.tier.put(MANIFEST, Buffer.from(`${JSON.stringify(mine, null, 2)}\n`));

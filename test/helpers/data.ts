@@ -1,5 +1,5 @@
 /** Deterministic test data with realistic dedup: random blocks, some of them repeated. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,6 +21,22 @@ export function randomBytes(length: number, seed: number): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A seeded xorshift32 generator: random scripts reproducible from their seed. */
+export function seededRng(seed: number) {
+  let x = seed >>> 0 || 1;
+  const float = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
+  return {
+    float,
+    int: (n: number) => Math.floor(float() * n),
+    pick: <T>(xs: readonly T[]): T => xs[Math.floor(float() * xs.length)],
+  };
 }
 
 /**
@@ -56,4 +72,14 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Flips one random bit of the byte at `at` of a file (damage for scrub and integrity tests). */
+export async function flip(path: string, at: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, at);
+  b[0] ^= 1 << Math.floor(Math.random() * 8);
+  await fh.write(b, 0, 1, at);
+  await fh.close();
 }

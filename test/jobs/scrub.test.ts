@@ -2,8 +2,7 @@
  * Scrub: random bytes flipped in containers are found, every damaged chunk and nothing else,
  * with the cartridges and tape files that depend on them; a damaged footer is found too.
  */
-import { open, stat } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -11,6 +10,7 @@ import { containerPath } from '../../src/dedup/container.js';
 import { Jobs, Scrubber } from '../../src/jobs/index.js';
 import { RECIPE_ENTRY } from '../../src/stream/recipes.js';
 import { bytesOf, openEnv, writeFiles, type Env } from './gc-util.js';
+import { flip } from '../helpers/data.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -58,15 +58,6 @@ async function recipeEntries(env: Env): Promise<Entry[]> {
     }
   }
   return out;
-}
-
-async function flip(path: string, at: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  const b = Buffer.alloc(1);
-  await fh.read(b, 0, 1, at);
-  b[0] ^= 1 << Math.floor(Math.random() * 8);
-  await fh.write(b, 0, 1, at);
-  await fh.close();
 }
 
 test('every flipped chunk is found, nothing else, with the cartridges and files that hold it', async () => {

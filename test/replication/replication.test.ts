@@ -100,8 +100,7 @@ describe('replication to S3 (s3rver) and restore in a second region', () => {
   const shipped: number[] = [];
   it('ships only new containers for generations 2 and 3', async (ctx: TestContext) => {
     if (!s3) ctx.skip(reason);
-    const target = await ok(a, 'POST', '/api/v1/replication/targets', { name: 'east', url: url() });
-    expect(target.url).not.toContain('S3RVER');
+    await ok(a, 'POST', '/api/v1/replication/targets', { name: 'east', url: url() });
     await ok(a, 'POST', `/api/v1/libraries/lib1/drives/0/load`, { barcode: BARCODE });
     for (const g of gens) {
       expect((await putFile(a, 'lib1', 0, g)).status).toBe(200);

@@ -3,13 +3,13 @@
  * replication target holds come back whole from it, the others are reported with the
  * cartridges and tape files that depend on them. A real server, a `file://` target.
  */
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { containerPath } from '../../src/dedup/container.js';
 import { RECIPE_ENTRY } from '../../src/stream/recipes.js';
-import { randomBytes } from '../helpers/data.js';
+import { flip, randomBytes } from '../helpers/data.js';
 import { call, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 
 const MiB = 1 << 20;
@@ -39,15 +39,6 @@ async function frames(barcode: string): Promise<Array<{ container: number; offse
     for (let e = 0; e < page.length; e += RECIPE_ENTRY) out.push({ container: page.readUInt32BE(e + 16), offset: page.readUInt32BE(e + 20), length: page.readUInt32BE(e + 24) });
   }
   return out;
-}
-
-async function flip(path: string, at: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  const b = Buffer.alloc(1);
-  await fh.read(b, 0, 1, at);
-  b[0] ^= 1 << Math.floor(Math.random() * 8);
-  await fh.write(b, 0, 1, at);
-  await fh.close();
 }
 
 async function scrub() {

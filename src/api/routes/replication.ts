@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Gauge } from 'prom-client';
-import { exportRecoveryKey } from '../../crypto/index.js';
+import { exportRecoveryKey, replicationKeyId } from '../../crypto/index.js';
 import { REPLICATION_JOB_STATES, type DisasterRecovery, type ReplicationJobState, type Replicator } from '../../replication/index.js';
 import type { ApiContext } from '../app.js';
 import { barcode, cartridgeReplicationSchema, cartridgeSchema, errors, libName, replicaSchema } from '../schemas.js';
@@ -189,7 +189,7 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
     handler: async (req) => {
       const m = await ctx.store.chunks.recoveryMaterial();
       const keyFile = exportRecoveryKey(m, req.body.passphrase);
-      return { keyFile, storeId: m.storeId, keyId: (await ctx.store.chunks.replicaCipher()).keyId };
+      return { keyFile, storeId: m.storeId, keyId: replicationKeyId(m.replicationKey) };
     },
   });
 

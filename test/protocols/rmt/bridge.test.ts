@@ -12,8 +12,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { MTGET_SIZE } from '../../../src/protocols/rmt/index.js';
-import { randomBytes } from '../../helpers/data.js';
-import { RawClient, startHarness, type Harness, type Reply } from './harness.js';
+import { randomBytes, seededRng } from '../../helpers/data.js';
+import { RawClient, err, ok, releaseDrives, startHarness, type Harness, type Reply } from './harness.js';
 
 let h: Harness;
 const clients: RawClient[] = [];
@@ -24,16 +24,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await h.close();
 });
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  for (let i = 0; i < 3; i++) {
-    const d = await h.libs.drive('lib1', i);
-    for (let t = 0; (await d.status()).open; t++) {
-      if (t > 200) throw new Error(`drive ${i} is still open 10 s after its client left`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  }
-});
+afterEach(() => releaseDrives(h, clients, 3));
 
 function bridged(port = h.port): RawClient {
   const { client, bridge } = RawClient.bridged(port);
@@ -48,16 +39,6 @@ async function direct(): Promise<RawClient> {
   return c;
 }
 
-function ok(r: Reply, value?: number): Extract<Reply, { ok: true }> {
-  expect(r, JSON.stringify(r)).toMatchObject({ ok: true });
-  if (value !== undefined) expect((r as { value: number }).value).toBe(value);
-  return r as Extract<Reply, { ok: true }>;
-}
-
-function err(r: Reply, errno: number, message?: RegExp): void {
-  expect(r, JSON.stringify(r)).toMatchObject({ ok: false, errno });
-  if (message) expect((r as { message: string }).message).toMatch(message);
-}
 
 /** mt_fileno and mt_blkno of an S reply. */
 async function where(c: RawClient): Promise<[number, number]> {
@@ -65,16 +46,7 @@ async function where(c: RawClient): Promise<[number, number]> {
   return [r.data!.readInt32LE(40), r.data!.readInt32LE(44)];
 }
 
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-  return { int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)] };
-}
+const rng = seededRng;
 type Rng = ReturnType<typeof rng>;
 
 /** One command of a script, for drive `d`: what to send and whether the reply has data. */

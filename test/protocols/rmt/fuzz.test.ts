@@ -11,6 +11,7 @@ import { connect } from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { seededRng } from '../../helpers/data.js';
 import { RawClient, startHarness, type Harness } from './harness.js';
 
 const STREAMS = Number(process.env.VTL_RMT_FUZZ_STREAMS ?? 100_000);
@@ -30,21 +31,8 @@ afterAll(async () => {
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(0);
 
-/** Seeded xorshift: the run is reproducible from FUZZ_SEED. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-  return {
-    float: next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)],
-  };
-}
+/** Seeded: the run is reproducible from FUZZ_SEED. */
+const rng = seededRng;
 type Rng = ReturnType<typeof rng>;
 
 const DEVICES = ['/lib1/nst0', '/lib1/st0', '/lib1/nst1', '/lib1/st1', '/lib1/rmt0', '/lib1/rmt1.1', '/lib1/nst9', '/nolib/st0', '/lib1/xx', ''];

@@ -2,6 +2,7 @@
  * A real rmt server over a temporary data store, a library `lib1` with cartridges, an rsh
  * wrapper that runs `vtl rmt` for tar/cpio/mt, and a small raw rmt client for protocol tests.
  */
+import { expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -257,5 +258,30 @@ export class RawClient {
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);
     return out;
+  }
+}
+
+/** The reply of a command that must succeed (and return `value`, when given). */
+export function ok(r: Reply, value?: number): Extract<Reply, { ok: true }> {
+  expect(r, JSON.stringify(r)).toMatchObject({ ok: true });
+  if (value !== undefined) expect((r as { value: number }).value).toBe(value);
+  return r as Extract<Reply, { ok: true }>;
+}
+
+/** The reply of a command that must fail with `errno` (and a message like `message`). */
+export function err(r: Reply, errno: number, message?: RegExp): void {
+  expect(r, JSON.stringify(r)).toMatchObject({ ok: false, errno });
+  if (message) expect((r as { message: string }).message).toMatch(message);
+}
+
+/** Ends `clients` and waits until the first `drives` drives have no open session (10 s at most each). */
+export async function releaseDrives(h: Harness, clients: RawClient[], drives: number): Promise<void> {
+  for (const c of clients.splice(0)) c.destroy();
+  for (let i = 0; i < drives; i++) {
+    const d = await h.libs.drive('lib1', i);
+    for (let t = 0; (await d.status()).open; t++) {
+      if (t > 200) throw new Error(`drive ${i} is still open 10 s after its client left`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
   }
 }

@@ -7,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { GMT, MTGET_SIZE, RmtServer, runRmtBridge } from '../../../src/protocols/rmt/index.js';
 import { randomBytes } from '../../helpers/data.js';
-import { RawClient, startHarness, type Harness, type Reply } from './harness.js';
+import { RawClient, err, ok, releaseDrives, startHarness, type Harness } from './harness.js';
 
 let h: Harness;
 const clients: RawClient[] = [];
@@ -19,16 +19,7 @@ afterAll(async () => {
   await h.close();
 });
 // Every test leaves all drives free, even when it fails half-way.
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  for (let i = 0; i < 3; i++) {
-    const d = await h.libs.drive('lib1', i);
-    for (let t = 0; (await d.status()).open; t++) {
-      if (t > 200) throw new Error(`drive ${i} is still open 10 s after its client left`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  }
-});
+afterEach(() => releaseDrives(h, clients, 3));
 
 async function client(): Promise<RawClient> {
   const c = await RawClient.connect(h.port);
@@ -36,16 +27,6 @@ async function client(): Promise<RawClient> {
   return c;
 }
 
-function ok(r: Reply, value?: number): Extract<Reply, { ok: true }> {
-  expect(r, JSON.stringify(r)).toMatchObject({ ok: true });
-  if (value !== undefined) expect((r as { value: number }).value).toBe(value);
-  return r as Extract<Reply, { ok: true }>;
-}
-
-function err(r: Reply, errno: number, message?: RegExp): void {
-  expect(r, JSON.stringify(r)).toMatchObject({ ok: false, errno });
-  if (message) expect((r as { message: string }).message).toMatch(message);
-}
 
 interface Mtget {
   type: number;
