@@ -5,12 +5,14 @@
  *   TARFILE defaults to a sample tar of /usr (src/cli/sample.ts), VTL_BENCH_RMT_BYTES bytes
  *   (default 256 MiB), written to a temporary directory. VTL_BENCH_RMT_RUNS (default 2) runs of
  *   each side, alternating; the best of each is reported. VTL_BENCH_RMT_BLOCKING (default 128)
- *   sets tar's blocking factor.
+ *   sets tar's blocking factor. VTL_BENCH_RMT_SERVER_NODE_ARGS and VTL_BENCH_RMT_BRIDGE_NODE_ARGS
+ *   add node options to the server's and `vtl rmt`'s processes (`--cpu-prof --cpu-prof-dir=DIR`).
  *
  * Both sides run the current source: it is compiled (tsc, no type check) into the temporary
  * directory first, so that `vtl rmt` starts as fast as an installed vtl does.
  *
- * rmt side: an RmtServer in this process over a fresh data store, a library with one drive;
+ * rmt side: an RmtServer from the compiled source in its own process (its codec workers load
+ * the compiled code, as with `npm start`) over a fresh data store, a library with one drive;
  * `tar -b 128 -cf localhost:/bench/st0 FILE` through an rsh wrapper that runs `vtl rmt`, then
  * `tar -b 128 -xOf localhost:/bench/st0 > /dev/null`. MB/s = the tar file's bytes / wall time
  * (each includes starting `vtl rmt`).
@@ -30,9 +32,6 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSample } from '../src/cli/sample.js';
-import { Libraries } from '../src/library/index.js';
-import { RmtServer } from '../src/protocols/rmt/index.js';
-import { initDataStore, openDataStore } from '../src/stream/store.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNS = Number(process.env.VTL_BENCH_RMT_RUNS ?? 2);
@@ -50,6 +49,7 @@ async function buildVtl(dir: string): Promise<string[]> {
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   await symlink(join(REPO, 'native'), join(dir, 'native'));
+  await writeFile(join(dir, 'rmt-server.mjs'), SERVER_SCRIPT);
   return [process.execPath, join(dir, 'dist', 'cli', 'main.js')];
 }
 
@@ -65,12 +65,11 @@ function sh(command: string): Promise<void> {
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** CPU seconds so far of this process and of its waited-for children (cutime + cstime). */
-function cpu(): { self: number; children: number } {
-  const u = process.cpuUsage();
+/** CPU seconds so far of this process's waited-for children (cutime + cstime): tar here. */
+function childrenCpu(): number {
   const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
   // After "pid (comm) ": field 3 is state, so cutime and cstime (fields 16, 17) sit at 13, 14.
-  return { self: (u.user + u.system) / 1e6, children: (Number(fields[13]) + Number(fields[14])) / 100 };
+  return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
 interface Phase {
@@ -95,41 +94,92 @@ async function bridgeCpu(file: string): Promise<number> {
 }
 
 /** Runs one tar command and measures it. */
-async function phase(command: string, bytes: number, cpuFile: string): Promise<Phase> {
-  const c0 = cpu();
+async function phase(command: string, bytes: number, cpuFile: string, server: ServerProcess): Promise<Phase> {
+  const c0 = { self: server.cpu(), children: childrenCpu() };
   const t = performance.now();
   await sh(`VTL_BENCH_CPU_FILE=${quote(cpuFile)} ${command}`);
   const seconds = (performance.now() - t) / 1000;
-  const c1 = cpu();
+  const c1 = { self: server.cpu(), children: childrenCpu() };
   return { mbps: bytes / 1e6 / seconds, serverCpu: c1.self - c0.self, tarCpu: c1.children - c0.children, bridgeCpu: await bridgeCpu(cpuFile) };
 }
 
 const showPhase = (p: Phase) => `${p.mbps.toFixed(1)} MB/s (cpu s: server ${p.serverCpu.toFixed(2)}, vtl rmt ${p.bridgeCpu.toFixed(2)}, tar ${p.tarCpu.toFixed(2)})`;
 
+/**
+ * The rmt server's process: the compiled build (as `npm start` runs it) over a fresh data store
+ * with one library, one drive and a loaded cartridge. It prints its port, and closes on SIGTERM.
+ */
+const SERVER_SCRIPT = `
+import { initDataStore, openDataStore } from './dist/stream/store.js';
+import { Libraries } from './dist/library/index.js';
+import { RmtServer } from './dist/protocols/rmt/index.js';
+const dir = process.argv[2];
+await initDataStore(dir);
+const store = await openDataStore(dir);
+const libs = new Libraries({ db: store.db, streams: store.streams });
+await libs.createLibrary({ name: 'bench', drives: 1, slots: 2, mailslots: 0 });
+await libs.createCartridges({ library: 'bench', barcodes: ['BN0001L7'] });
+await libs.load('bench', 0, 'BN0001L7');
+const server = new RmtServer({ libraries: libs, port: 0 });
+const { port } = await server.listen();
+process.stdout.write(port + '\\n');
+process.once('SIGTERM', async () => {
+  await server.close();
+  await libs.close();
+  await store.close();
+  process.exit(0);
+});
+`;
+
+/** Extra node options from the environment (for profiling: `--cpu-prof --cpu-prof-dir=DIR`). */
+const nodeArgs = (name: string): string[] => (process.env[name] ?? '').split(/\s+/).filter(Boolean);
+
+interface ServerProcess {
+  port: number;
+  /** CPU seconds the server process has used so far (every thread). */
+  cpu(): number;
+  stop(): Promise<void>;
+}
+
+async function startServer(dataDir: string): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeArgs('VTL_BENCH_RMT_SERVER_NODE_ARGS'), join(dirname(vtl[1]), '..', '..', 'rmt-server.mjs'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  const port = await new Promise<number>((res, rej) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) res(Number(out.trim()));
+    });
+    child.once('exit', (code) => rej(new Error(`the rmt server exited (${code}) before listening`)));
+  });
+  return {
+    port,
+    cpu: () => {
+      const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100; // utime, stime
+    },
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase }> {
   const dir = await mkdtemp(join(work, 'rmt-'));
   try {
-    await initDataStore(join(dir, 'data'));
-    const store = await openDataStore(join(dir, 'data'));
-    const libs = new Libraries({ db: store.db, streams: store.streams });
-    await libs.createLibrary({ name: 'bench', drives: 1, slots: 2, mailslots: 0 });
-    await libs.createCartridges({ library: 'bench', barcodes: ['BN0001L7'] });
-    await libs.load('bench', 0, 'BN0001L7');
-    const server = new RmtServer({ libraries: libs, port: 0 });
-    const { port } = await server.listen();
+    const server = await startServer(join(dir, 'data'));
     const rsh = join(dir, 'rsh');
-    await writeFile(rsh, `#!/bin/sh\n${vtl.map(quote).join(' ')} rmt --server 127.0.0.1:${port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
+    await writeFile(rsh, `#!/bin/sh\n${quote(vtl[0])} ${nodeArgs('VTL_BENCH_RMT_BRIDGE_NODE_ARGS').map(quote).join(' ')} ${quote(vtl[1])} rmt --server 127.0.0.1:${server.port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
     await chmod(rsh, 0o755);
     const tar = `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
     const bytes = statSync(file).size;
     try {
-      const write = await phase(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`, bytes, join(dir, 'cpu-write'));
-      const read = await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, bytes, join(dir, 'cpu-read'));
+      const write = await phase(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`, bytes, join(dir, 'cpu-write'), server);
+      const read = await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, bytes, join(dir, 'cpu-read'), server);
       return { write, read };
     } finally {
-      await server.close();
-      await libs.close();
-      await store.close();
+      await server.stop();
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
