@@ -17,6 +17,9 @@
  * `tar -b 128 -xOf localhost:/bench/st0 > /dev/null`. MB/s = the tar file's bytes / wall time
  * (each includes starting `vtl rmt`).
  * dedup side: `vtl bench dedup --json FILE` (ingest and restore of the same bytes, no network).
+ * Transport ceiling: the same read through the same `vtl rmt`, from an in-memory rmt server
+ * holding the archive (no store, no tape layer): what tar, the bridge and the protocol cost
+ * alone, which bounds the rmt restore however fast the store is.
  *
  * Noise: the machine has 2 cores that other processes may share. tar, the bridge and the
  * server are three processes on those 2 cores; `uptime` is printed with the results. MB = 10^6.
@@ -50,6 +53,7 @@ async function buildVtl(dir: string): Promise<string[]> {
   await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   await symlink(join(REPO, 'native'), join(dir, 'native'));
   await writeFile(join(dir, 'rmt-server.mjs'), SERVER_SCRIPT);
+  await writeFile(join(dir, 'rmt-memory-server.mjs'), MEMORY_SERVER_SCRIPT);
   return [process.execPath, join(dir, 'dist', 'cli', 'main.js')];
 }
 
@@ -134,6 +138,66 @@ process.once('SIGTERM', async () => {
 /** Extra node options from the environment (for profiling: `--cpu-prof --cpu-prof-dir=DIR`). */
 const nodeArgs = (name: string): string[] => (process.env[name] ?? '').split(/\s+/).filter(Boolean);
 
+/**
+ * The transport ceiling's server: it holds one tape file (an archive tar wrote with the same
+ * blocking factor) in memory as records of `recordBytes`, and answers the commands tar and
+ * `vtl rmt` send when reading it (O, B, R, U, S, I, L, C). No store, no tape layer: what tar,
+ * the bridge and the protocol cost alone.
+ */
+const MEMORY_SERVER_SCRIPT = `
+import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
+const tape = readFileSync(process.argv[2]);
+const recordBytes = Number(process.argv[3]);
+const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  let input = Buffer.alloc(0);
+  let pos = 0;
+  let reads = [];
+  const line = () => {
+    const i = input.indexOf(10);
+    if (i < 0) return null;
+    const l = input.subarray(0, i).toString('latin1');
+    input = input.subarray(i + 1);
+    return l;
+  };
+  const command = () => {
+    const before = input;
+    const c = String.fromCharCode(input[0]);
+    input = input.subarray(1);
+    if (c === '\\n') return true;
+    if (c === 'S') return socket.write('A48\\n'), socket.write(Buffer.alloc(48)), true;
+    const args = [line()];
+    if ('OIL'.includes(c)) args.push(line());
+    if (args.includes(null)) return (input = before), false;
+    if (c === 'R') {
+      const n = Math.min(Number(args[0]), recordBytes, tape.length - pos);
+      reads.push(n);
+      socket.write('A' + n + '\\n');
+      if (n > 0) socket.write(tape.subarray(pos, pos + n));
+      pos += n;
+    } else if (c === 'U') {
+      for (let k = Number(args[0]); k > 0; k--) pos -= reads.pop();
+      socket.write('A' + args[0] + '\\n');
+    } else {
+      reads = [];
+      if (c === 'O') pos = 0;
+      socket.write(c === 'B' ? 'A1\\n' : 'A0\\n');
+    }
+    return true;
+  };
+  socket.on('data', (chunk) => {
+    input = input.length ? Buffer.concat([input, chunk]) : chunk;
+    socket.cork();
+    while (input.length > 0 && command());
+    socket.uncork();
+  });
+  socket.on('end', () => socket.end());
+  socket.on('error', () => socket.destroy());
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+process.once('SIGTERM', () => process.exit(0));
+`;
+
 interface ServerProcess {
   port: number;
   /** CPU seconds the server process has used so far (every thread). */
@@ -141,8 +205,9 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
-async function startServer(dataDir: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeArgs('VTL_BENCH_RMT_SERVER_NODE_ARGS'), join(dirname(vtl[1]), '..', '..', 'rmt-server.mjs'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts one of the server scripts written beside the build (`rmt-server.mjs`, ...). */
+async function startServer(script: string, args: string[]): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeArgs('VTL_BENCH_RMT_SERVER_NODE_ARGS'), join(dirname(vtl[1]), '..', '..', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const port = await new Promise<number>((res, rej) => {
     let out = '';
@@ -165,19 +230,45 @@ async function startServer(dataDir: string): Promise<ServerProcess> {
   };
 }
 
+/** An rsh wrapper in `dir` that runs `vtl rmt` against the server on `port`; tar's command. */
+async function tarThrough(dir: string, port: number): Promise<string> {
+  const rsh = join(dir, 'rsh');
+  await writeFile(rsh, `#!/bin/sh\n${quote(vtl[0])} ${nodeArgs('VTL_BENCH_RMT_BRIDGE_NODE_ARGS').map(quote).join(' ')} ${quote(vtl[1])} rmt --server 127.0.0.1:${port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
+  await chmod(rsh, 0o755);
+  return `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
+}
+
 async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase }> {
   const dir = await mkdtemp(join(work, 'rmt-'));
   try {
-    const server = await startServer(join(dir, 'data'));
-    const rsh = join(dir, 'rsh');
-    await writeFile(rsh, `#!/bin/sh\n${quote(vtl[0])} ${nodeArgs('VTL_BENCH_RMT_BRIDGE_NODE_ARGS').map(quote).join(' ')} ${quote(vtl[1])} rmt --server 127.0.0.1:${server.port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
-    await chmod(rsh, 0o755);
-    const tar = `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
+    const server = await startServer('rmt-server.mjs', [join(dir, 'data')]);
+    const tar = await tarThrough(dir, server.port);
     const bytes = statSync(file).size;
     try {
       const write = await phase(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`, bytes, join(dir, 'cpu-write'), server);
       const read = await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, bytes, join(dir, 'cpu-read'), server);
       return { write, read };
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The same read as rmtRun's, against the in-memory server holding the archive tar writes
+ * locally with the same blocking factor (what rmtRun's write phase stores on the tape).
+ */
+async function transportRun(file: string, work: string): Promise<Phase> {
+  const dir = await mkdtemp(join(work, 'transport-'));
+  try {
+    const archive = join(dir, 'archive.tar');
+    await sh(`tar -b ${BLOCKING} -cf ${quote(archive)} -C ${quote(dirname(file))} ${quote(basename(file))}`);
+    const server = await startServer('rmt-memory-server.mjs', [archive, String(512 * BLOCKING)]);
+    try {
+      const tar = await tarThrough(dir, server.port);
+      return await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, statSync(file).size, join(dir, 'cpu-read'), server);
     } finally {
       await server.stop();
     }
@@ -204,11 +295,13 @@ try {
     [file] = await generateSample({ root: '/usr', generations: 1, outDir: work, maxBytes });
   }
   const size = statSync(file).size;
-  const best = { write: 0, read: 0, ingest: 0, restore: 0 };
+  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0 };
   for (let i = 0; i < RUNS; i++) {
     const d = dedupRun(file, work);
     const r = await rmtRun(file, work);
-    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}`);
+    const t = await transportRun(file, work);
+    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; transport only ${showPhase(t)}`);
+    best.transport = Math.max(best.transport, t.mbps);
     best.write = Math.max(best.write, r.write.mbps);
     best.read = Math.max(best.read, r.read.mbps);
     best.ingest = Math.max(best.ingest, d.ingest);
@@ -218,6 +311,7 @@ try {
   console.log(`tar file: ${file} (${(size / 1e6).toFixed(1)} MB), best of ${RUNS}; vtl: the current source`);
   console.log(`ingest:  tar -b ${BLOCKING} through rmt ${best.write.toFixed(1)} MB/s, vtl bench dedup ${best.ingest.toFixed(1)} MB/s (${pct(best.write, best.ingest)}; target >= 80%)`);
   console.log(`restore: tar -b ${BLOCKING} through rmt ${best.read.toFixed(1)} MB/s, vtl bench dedup ${best.restore.toFixed(1)} MB/s (${pct(best.read, best.restore)}; target >= 80%)`);
+  console.log(`transport ceiling: tar -b ${BLOCKING} -x through vtl rmt from an in-memory rmt server (no store) ${best.transport.toFixed(1)} MB/s`);
   console.log(`load: ${execFileSync('uptime', { encoding: 'utf8' }).trim()} (2 shared cores: the figures are noisy)`);
 } finally {
   await rm(work, { recursive: true, force: true });
