@@ -11,7 +11,7 @@
  */
 import type { AbstractSublevel } from 'abstract-level';
 import { BloomFilter } from './bloom.js';
-import type { ChunkRef } from './container.js';
+import type { ChunkRef, FooterEntry } from './container.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type BinarySublevel = AbstractSublevel<any, any, Buffer, Buffer>;
@@ -128,20 +128,172 @@ export class FingerprintIndex {
   }
 }
 
+/** 4 u32 per chunk reference, in this order (the layout of `ChunkRefs`). */
+export const REF_WORDS = 4;
+/**
+ * Chunk references of a batch, REF_WORDS u32 per chunk: container, frame offset, frame length,
+ * raw length. The hot path hands these on instead of one ChunkRef object per chunk.
+ */
+export type ChunkRefs = Uint32Array;
+
+/**
+ * A batch's fingerprints (16 bytes each) as int32 words, 4 per fingerprint: a view where the
+ * bytes are 4-aligned, else a copy. The words are only hashed and compared, never stored, so
+ * their byte order does not matter.
+ */
+export function fingerprintWords(fps: Uint8Array): Int32Array {
+  if (fps.byteOffset % 4 === 0) return new Int32Array(fps.buffer, fps.byteOffset, fps.length >>> 2);
+  const words = new Int32Array(fps.length >>> 2);
+  new Uint8Array(words.buffer).set(fps.subarray(0, words.length * 4));
+  return words;
+}
+
+/**
+ * Fingerprint -> chunk reference in typed arrays (open addressing, linear probing): a lookup
+ * allocates nothing, where a Map keyed by BigInt costs a BigInt per chunk and a slow hash
+ * (measured 10-20x slower for 165k lookups in 200k entries). Fingerprints are keyed hashes,
+ * so their first word is a good slot hash.
+ */
+export class FingerprintTable {
+  private keys: Int32Array;
+  private refs: Uint32Array;
+  private used: Uint8Array;
+  private mask: number;
+  private count = 0;
+
+  constructor(initialSlots = 1 << 12) {
+    let slots = 16;
+    while (slots < initialSlots) slots *= 2;
+    this.keys = new Int32Array(slots * 4);
+    this.refs = new Uint32Array(slots * REF_WORDS);
+    this.used = new Uint8Array(slots);
+    this.mask = slots - 1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The slot of fingerprint `i` of `words` (see `fingerprintWords`), or -1. */
+  find(words: Int32Array, i: number): number {
+    const k = i * 4;
+    const w0 = words[k];
+    const w1 = words[k + 1];
+    const w2 = words[k + 2];
+    const w3 = words[k + 3];
+    const keys = this.keys;
+    for (let s = w0 & this.mask; this.used[s] === 1; s = (s + 1) & this.mask) {
+      const at = s * 4;
+      if (keys[at] === w0 && keys[at + 1] === w1 && keys[at + 2] === w2 && keys[at + 3] === w3) return s;
+    }
+    return -1;
+  }
+
+  /** Container of the reference in `slot`. */
+  container(slot: number): number {
+    return this.refs[slot * REF_WORDS];
+  }
+
+  /** Copies the reference in `slot` to `out` at chunk `j` (ChunkRefs layout). */
+  copyRef(slot: number, out: ChunkRefs, j: number): void {
+    const from = slot * REF_WORDS;
+    const to = j * REF_WORDS;
+    out[to] = this.refs[from];
+    out[to + 1] = this.refs[from + 1];
+    out[to + 2] = this.refs[from + 2];
+    out[to + 3] = this.refs[from + 3];
+  }
+
+  get(words: Int32Array, i: number): ChunkRef | undefined {
+    const s = this.find(words, i);
+    if (s < 0) return undefined;
+    const r = s * REF_WORDS;
+    return { container: this.refs[r], offset: this.refs[r + 1], frameLength: this.refs[r + 2], rawLength: this.refs[r + 3] };
+  }
+
+  /** Adds or replaces the reference of fingerprint `i` of `words`. */
+  set(words: Int32Array, i: number, ref: ChunkRef): void {
+    if ((this.count + 1) * 2 > this.used.length) this.grow();
+    let s = this.find(words, i);
+    if (s < 0) {
+      const k = i * 4;
+      for (s = words[k] & this.mask; this.used[s] === 1; s = (s + 1) & this.mask);
+      this.used[s] = 1;
+      this.keys[s * 4] = words[k];
+      this.keys[s * 4 + 1] = words[k + 1];
+      this.keys[s * 4 + 2] = words[k + 2];
+      this.keys[s * 4 + 3] = words[k + 3];
+      this.count++;
+    }
+    const r = s * REF_WORDS;
+    this.refs[r] = ref.container;
+    this.refs[r + 1] = ref.offset;
+    this.refs[r + 2] = ref.frameLength;
+    this.refs[r + 3] = ref.rawLength;
+  }
+
+  /** Removes fingerprint `i` of `words` when its reference is in `container`; true if it did. */
+  deleteIn(words: Int32Array, i: number, container: number): boolean {
+    const s = this.find(words, i);
+    if (s < 0 || this.refs[s * REF_WORDS] !== container) return false;
+    this.removeSlot(s);
+    return true;
+  }
+
+  /** Backward-shift deletion: later entries of the probe run move up, so no tombstones. */
+  private removeSlot(hole: number): void {
+    this.used[hole] = 0;
+    this.count--;
+    for (let s = (hole + 1) & this.mask; this.used[s] === 1; s = (s + 1) & this.mask) {
+      const home = this.keys[s * 4] & this.mask;
+      // The entry at s may fill the hole unless its home lies cyclically in (hole, s].
+      const stays = hole <= s ? home > hole && home <= s : home > hole || home <= s;
+      if (stays) continue;
+      this.keys.copyWithin(hole * 4, s * 4, s * 4 + 4);
+      this.refs.copyWithin(hole * REF_WORDS, s * REF_WORDS, s * REF_WORDS + REF_WORDS);
+      this.used[hole] = 1;
+      this.used[s] = 0;
+      hole = s;
+    }
+  }
+
+  private grow(): void {
+    const { keys, refs, used } = this;
+    const slots = used.length * 2;
+    this.keys = new Int32Array(slots * 4);
+    this.refs = new Uint32Array(slots * REF_WORDS);
+    this.used = new Uint8Array(slots);
+    this.mask = slots - 1;
+    for (let old = 0; old < used.length; old++) {
+      if (used[old] !== 1) continue;
+      let s = keys[old * 4] & this.mask;
+      while (this.used[s] === 1) s = (s + 1) & this.mask;
+      this.used[s] = 1;
+      this.keys.set(keys.subarray(old * 4, old * 4 + 4), s * 4);
+      this.refs.set(refs.subarray(old * REF_WORDS, old * REF_WORDS + REF_WORDS), s * REF_WORDS);
+    }
+  }
+}
+
+/** A footer's fingerprints as words, and its entries as a reference source. */
+function footerWords(entries: FooterEntry[]): Int32Array {
+  const words = new Int32Array(entries.length * 4);
+  const bytes = new Uint8Array(words.buffer);
+  entries.forEach((e, i) => bytes.set(e.fingerprint.subarray(0, 16), i * 16));
+  return words;
+}
+
 /**
  * Locality-preserved caching: when a chunk is found in container C, all of C's fingerprints are
  * loaded, because the next chunks of a repeated stream most likely sit right after it in C.
  * Keeps the footers of the most recently used containers (LRU by container).
  */
 export class LocalityCache {
-  private readonly refs = new Map<bigint, ChunkRef>();
-  private readonly containers = new Map<number, bigint[]>();
+  readonly table = new FingerprintTable(1 << 16);
+  /** The fingerprints (as words) of each cached container, least recently used first. */
+  private readonly containers = new Map<number, Int32Array>();
 
   constructor(private readonly maxContainers = 128) {}
-
-  get(key: bigint): ChunkRef | undefined {
-    return this.refs.get(key);
-  }
 
   has(container: number): boolean {
     return this.containers.has(container);
@@ -149,28 +301,25 @@ export class LocalityCache {
 
   /** Marks a container as recently used. */
   touch(container: number): void {
-    const keys = this.containers.get(container);
-    if (!keys) return;
+    const words = this.containers.get(container);
+    if (!words) return;
     this.containers.delete(container);
-    this.containers.set(container, keys);
+    this.containers.set(container, words);
   }
 
-  addContainer(container: number, entries: Array<[bigint, ChunkRef]>): void {
+  addContainer(container: number, entries: FooterEntry[]): void {
     if (this.containers.has(container)) return this.touch(container);
     while (this.containers.size >= this.maxContainers) this.evictOldest();
-    const keys: bigint[] = [];
-    for (const [key, ref] of entries) {
-      this.refs.set(key, ref);
-      keys.push(key);
-    }
-    this.containers.set(container, keys);
+    const words = footerWords(entries);
+    entries.forEach((e, i) => this.table.set(words, i, e));
+    this.containers.set(container, words);
   }
 
   /** Forgets a container (compacted or deleted). */
   drop(container: number): void {
-    const keys = this.containers.get(container);
-    if (!keys) return;
-    for (const k of keys) if (this.refs.get(k)?.container === container) this.refs.delete(k);
+    const words = this.containers.get(container);
+    if (!words) return;
+    for (let i = 0; i < words.length / 4; i++) this.table.deleteIn(words, i, container);
     this.containers.delete(container);
   }
 

@@ -45,8 +45,16 @@ import {
 } from './container.js';
 import { CodecPool } from './codec-pool.js';
 import { readInRuns } from './runs.js';
-import { FingerprintIndex, LocalityCache, type BinarySublevel } from './fingerprint-index.js';
-import { fingerprintBytes, fingerprintFromBytes, fingerprintKey } from './fingerprint.js';
+import {
+  FingerprintIndex,
+  FingerprintTable,
+  LocalityCache,
+  REF_WORDS,
+  fingerprintWords,
+  type BinarySublevel,
+  type ChunkRefs,
+} from './fingerprint-index.js';
+import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
 
 export { IntegrityError, type ChunkRef } from './container.js';
 
@@ -174,7 +182,7 @@ export class ChunkStore {
   private readonly index: FingerprintIndex;
   private readonly locality = new LocalityCache();
   /** Chunks of the open container and of containers being sealed (not in the locality cache). */
-  private readonly recent = new Map<bigint, ChunkRef>();
+  private readonly recent = new FingerprintTable();
   /** Index entries of the open container not yet written to LevelDB. */
   private staged: Array<[Buffer, ChunkRef]> = [];
   private writer: ContainerWriter | undefined;
@@ -293,15 +301,19 @@ export class ChunkStore {
   }
 
   /** Like `putChunks` with the fingerprints (16 bytes each, in order) already computed. */
-  putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]> {
-    const n = chunks.length;
-    const keys = new Array<bigint>(n);
-    const fps = new Array<Buffer>(n);
-    for (let i = 0; i < n; i++) {
-      fps[i] = fingerprints.subarray(i * 16, i * 16 + 16);
-      keys[i] = fingerprintFromBytes(fps[i]);
-    }
-    return this.exclusive(() => this.putChunksLocked(chunks, keys, fps));
+  async putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]> {
+    const refs = await this.exclusive(() => this.putLocked(chunks.length, (i) => chunks[i], fingerprints));
+    return Array.from(chunks, (_, i) => ({ fingerprint: fingerprints.subarray(i * 16, i * 16 + 16), ref: refAt(refs, i) }));
+  }
+
+  /**
+   * Like `putHashed` for a batch cut by `cutAndHash`: chunk i is `view` from `cuts[i - 1]` (0
+   * for the first) to `cuts[i]`. Returns the chunks' references (ChunkRefs layout, in order);
+   * the fingerprints are the caller's. Costs no object per duplicate chunk.
+   */
+  putCut(view: Uint8Array, cuts: Uint32Array, fingerprints: Buffer): Promise<ChunkRefs> {
+    const chunk = (i: number): Uint8Array => view.subarray(i === 0 ? 0 : cuts[i - 1], cuts[i]);
+    return this.exclusive(() => this.putLocked(cuts.length, chunk, fingerprints));
   }
 
   /**
@@ -325,54 +337,66 @@ export class ChunkStore {
     return { cuts, fingerprints };
   }
 
-  private async putChunksLocked(chunks: Uint8Array[], keys: bigint[], fps: Buffer[]): Promise<StoredChunk[]> {
+  /** Stores `n` chunks (`chunk(i)`, fingerprint i of `fingerprints`) under the store lock. */
+  private async putLocked(n: number, chunk: (i: number) => Uint8Array, fingerprints: Buffer): Promise<ChunkRefs> {
     if (this.sealFailure) throw this.sealFailure;
-    const n = chunks.length;
-    const refs = new Array<ChunkRef | undefined>(n);
+    if (fingerprints.length < n * 16) throw new RangeError(`${n} chunks need ${n * 16} bytes of fingerprints, got ${fingerprints.length}`);
+    const words = fingerprintWords(fingerprints.subarray(0, n * 16));
+    const refs: ChunkRefs = new Uint32Array(n * REF_WORDS);
     const unknown: number[] = [];
+    const recent = this.recent;
+    const locality = this.locality.table;
     for (let i = 0; i < n; i++) {
-      const key = keys[i];
-      let ref = this.recent.get(key);
-      if (ref) this.cacheHits.recent++;
-      else if ((ref = this.locality.get(key))) this.cacheHits.locality++;
-      if (ref) {
-        refs[i] = ref;
+      let slot = recent.find(words, i);
+      if (slot >= 0) {
+        this.cacheHits.recent++;
+        recent.copyRef(slot, refs, i);
+      } else if ((slot = locality.find(words, i)) >= 0) {
+        this.cacheHits.locality++;
+        locality.copyRef(slot, refs, i);
       } else {
         unknown.push(i);
       }
     }
-    if (unknown.length > 0) await this.lookupUnknown(unknown, fps, refs);
+    if (unknown.length > 0) await this.placeUnknown(unknown, chunk, fingerprints, words, refs);
+    if (this.gcLive) for (let i = 0; i < n; i++) this.gcLive.add(fingerprints.subarray(i * 16, i * 16 + 16));
+    return refs;
+  }
 
+  /** Chunks the caches missed: the index, else stored (the first of equal ones in the batch). */
+  private async placeUnknown(unknown: number[], chunk: (i: number) => Uint8Array, fingerprints: Buffer, words: Int32Array, refs: ChunkRefs): Promise<void> {
+    const fps = unknown.map((i) => fingerprints.subarray(i * 16, i * 16 + 16));
+    const found = await this.lookupUnknown(fps);
     const fresh: number[] = [];
-    const firstInBatch = new Map<bigint, number>();
-    for (const i of unknown) {
-      if (refs[i]) continue;
-      if (!firstInBatch.has(keys[i])) {
-        firstInBatch.set(keys[i], i);
+    const firstInBatch = new Map<string, number>();
+    const sameAs: Array<[number, number]> = [];
+    unknown.forEach((i, j) => {
+      const ref = found[j];
+      if (ref) return setRef(refs, i, ref);
+      const key = fps[j].toString('latin1');
+      const first = firstInBatch.get(key);
+      if (first === undefined) {
+        firstInBatch.set(key, i);
         fresh.push(i);
+      } else {
+        sameAs.push([i, first]);
       }
-    }
-    if (fresh.length > 0) await this.storeFresh(fresh, chunks, keys, fps, refs);
-    for (const i of unknown) if (!refs[i]) refs[i] = refs[firstInBatch.get(keys[i])!];
-
-    const out = new Array<StoredChunk>(n);
-    for (let i = 0; i < n; i++) out[i] = { fingerprint: fps[i], ref: refs[i]! };
-    if (this.gcLive) for (const fp of fps) this.gcLive.add(fp);
-    return out;
+    });
+    if (fresh.length > 0) await this.storeFresh(fresh, chunk, fingerprints, words, refs);
+    for (const [i, first] of sameAs) refs.copyWithin(i * REF_WORDS, first * REF_WORDS, first * REF_WORDS + REF_WORDS);
   }
 
   /** Index lookups for chunks missed by the caches; loads the hit containers' footers. */
-  private async lookupUnknown(unknown: number[], fps: Buffer[], refs: (ChunkRef | undefined)[]): Promise<void> {
-    const found = await this.index.lookupMany(unknown.map((i) => fps[i]));
+  private async lookupUnknown(fps: Buffer[]): Promise<(ChunkRef | undefined)[]> {
+    const found = await this.index.lookupMany(fps);
     const load = new Set<number>();
-    unknown.forEach((i, j) => {
-      const ref = found[j];
-      if (!ref) return;
-      refs[i] = ref;
+    for (const ref of found) {
+      if (!ref) continue;
       if (!this.locality.has(ref.container)) load.add(ref.container);
       else this.locality.touch(ref.container);
-    });
+    }
     await Promise.all([...load].map((id) => this.loadLocality(id)));
+    return found;
   }
 
   private async loadLocality(id: number): Promise<void> {
@@ -380,7 +404,7 @@ export class ChunkStore {
     try {
       const reader = await this.reader(id);
       const footer = await reader.footer();
-      this.locality.addContainer(id, footer.map((e) => [fingerprintFromBytes(e.fingerprint), stripFp(e)]));
+      this.locality.addContainer(id, footer);
     } catch {
       // The cache is an optimisation only: a container whose footer cannot be read (being
       // compacted, damaged) is still served through the index, and scrub reports the damage.
@@ -390,18 +414,20 @@ export class ChunkStore {
   /** Seals new chunks into containers, in stream order, rolling to a new container when full. */
   private async storeFresh(
     fresh: number[],
-    chunks: Uint8Array[],
-    keys: bigint[],
-    fps: Buffer[],
-    refs: (ChunkRef | undefined)[],
+    chunk: (i: number) => Uint8Array,
+    fingerprints: Buffer,
+    words: Int32Array,
+    refs: ChunkRefs,
   ): Promise<void> {
+    const raws = fresh.map(chunk);
+    const fp = (i: number): Buffer => fingerprints.subarray(i * 16, i * 16 + 16);
     let start = 0;
     while (start < fresh.length) {
       const writer = await this.openWriter();
       let budget = CONTAINER_TARGET_SIZE - writer.size;
       let end = start;
       do {
-        budget -= chunks[fresh[end]].length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
+        budget -= raws[end].length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
         end++;
       } while (end < fresh.length && budget > 0);
       const part = fresh.slice(start, end);
@@ -409,16 +435,17 @@ export class ChunkStore {
       const firstSeq = writer.nextSeq();
       const frames = await this.codec.seal(
         key,
-        part.map((i, j) => ({ containerId: writer.id, seq: firstSeq + j, fingerprint: fps[i], raw: chunks[i] })),
+        part.map((i, j) => ({ containerId: writer.id, seq: firstSeq + j, fingerprint: fp(i), raw: raws[start + j] })),
       );
       let raw = 0;
       let stored = 0;
       part.forEach((i, j) => {
-        const ref = writer.append(fps[i], frames[j], chunks[i].length);
-        refs[i] = ref;
-        this.recent.set(keys[i], ref);
-        this.staged.push([fps[i], ref]);
-        raw += chunks[i].length;
+        const rawLength = raws[start + j].length;
+        const ref = writer.append(fp(i), frames[j], rawLength);
+        setRef(refs, i, ref);
+        this.recent.set(words, i, ref);
+        this.staged.push([fp(i), ref]);
+        raw += rawLength;
         stored += frames[j].length;
       });
       this.stats.chunks += part.length;
@@ -1001,13 +1028,11 @@ export class ChunkStore {
     const footer = await writer.seal();
     this.stats.storedBytes += (await stat(containerPath(this.containersDir, writer.id, true))).size;
     await this.writeEntries(entries, false);
-    this.locality.addContainer(writer.id, footer.map((e) => [fingerprintFromBytes(e.fingerprint), stripFp(e)]));
+    this.locality.addContainer(writer.id, footer);
     // Every chunk of the container, also those whose index entries an earlier commit wrote:
     // a stale entry here would outlive the container (GC) and hand out a reference into nothing.
-    for (const e of footer) {
-      const key = fingerprintFromBytes(e.fingerprint);
-      if (this.recent.get(key)?.container === writer.id) this.recent.delete(key);
-    }
+    const words = fingerprintWords(Buffer.concat(footer.map((e) => e.fingerprint)));
+    for (let i = 0; i < footer.length; i++) this.recent.deleteIn(words, i, writer.id);
     // A reader opened on the unsealed file would not see the footer: drop it.
     const stale = this.readers.get(writer.id);
     this.readers.delete(writer.id);
@@ -1280,6 +1305,20 @@ export function explainStorageError(err: Error, dir: string): Error {
   ) as NodeJS.ErrnoException;
   e.code = 'ENOSPC';
   return e;
+}
+
+/** Reference `i` of a ChunkRefs array as an object. */
+export function refAt(refs: ChunkRefs, i: number): ChunkRef {
+  const at = i * REF_WORDS;
+  return { container: refs[at], offset: refs[at + 1], frameLength: refs[at + 2], rawLength: refs[at + 3] };
+}
+
+function setRef(refs: ChunkRefs, i: number, ref: ChunkRef): void {
+  const at = i * REF_WORDS;
+  refs[at] = ref.container;
+  refs[at + 1] = ref.offset;
+  refs[at + 2] = ref.frameLength;
+  refs[at + 3] = ref.rawLength;
 }
 
 function stripFp(e: FooterEntry): ChunkRef {

@@ -12,8 +12,8 @@
  */
 import type { Level } from 'level';
 import type { ChunkRef, ChunkStore, CommitBatch, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
-import type { BinarySublevel } from '../dedup/fingerprint-index.js';
-import { decodeRef, encodeRef } from '../dedup/fingerprint-index.js';
+import type { BinarySublevel, ChunkRefs } from '../dedup/fingerprint-index.js';
+import { REF_WORDS, decodeRef, encodeRef, fingerprintWords } from '../dedup/fingerprint-index.js';
 import type { StreamId, StreamReader, StreamStats, StreamWriter, Streams, SyncBatch } from './index.js';
 
 export const RECIPE_ENTRY = 36;
@@ -46,6 +46,11 @@ export interface ChunkSource {
   commitPages?(pages: RecipePages, change: PageChange, extra?: (batch: CommitBatch) => void, sync?: boolean): Promise<void>;
   cutAndHash(view: Buffer, final: boolean): Promise<{ cuts: Uint32Array; fingerprints: Buffer }>;
   putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]>;
+  /**
+   * `putHashed` for a batch as `cutAndHash` cut it, answering with references only (REF_WORDS
+   * u32 per chunk), which spares an object per chunk. Writers use it where the source has it.
+   */
+  putCut?(view: Uint8Array, cuts: Uint32Array, fingerprints: Buffer): Promise<ChunkRefs>;
 }
 
 export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Streams {
@@ -378,10 +383,13 @@ class RecipeWriter implements StreamWriter {
   private carried: Promise<{ buf: Buffer; start: number; end: number }> | undefined;
   /** The batches being stored; their entries are added in order as they complete. */
   private inflight: Promise<void> | undefined;
-  /** Current recipe page: its start offset and entries. */
+  /** Current recipe page: its start offset, entries and the stream bytes they cover. */
   private pageStart: number;
-  private page: Buffer;
+  private readonly page: Buffer;
+  private readonly pageWords: Int32Array;
+  private readonly pageView: DataView;
   private pageFill: number;
+  private pageLength: number;
   /** Completed pages not yet written. */
   private done: Array<[number, Buffer]> = [];
   private failed: Error | undefined;
@@ -402,14 +410,19 @@ class RecipeWriter implements StreamWriter {
     };
     this.batch = newBatch();
     this.spare = newBatch();
-    this.page = Buffer.allocUnsafe(PAGE_ENTRIES * RECIPE_ENTRY);
+    // Its own ArrayBuffer: 4-aligned for the word view (entries are 9 words).
+    this.page = Buffer.from(new ArrayBuffer(PAGE_ENTRIES * RECIPE_ENTRY));
+    this.pageWords = new Int32Array(this.page.buffer);
+    this.pageView = new DataView(this.page.buffer);
     if (tail && tail.page.length < this.page.length) {
       this.pageStart = tail.start;
       tail.page.copy(this.page);
       this.pageFill = tail.page.length;
+      this.pageLength = pageBytes(tail.page);
     } else {
       this.pageStart = offset;
       this.pageFill = 0;
+      this.pageLength = 0;
     }
   }
 
@@ -452,11 +465,7 @@ class RecipeWriter implements StreamWriter {
       const view = b.buf.subarray(b.start, b.fill);
       const cut = store.cutAndHash(view, final);
       // Registered before `carried`, so batches reach the store in stream order.
-      const stored = cut.then(({ cuts, fingerprints }) => {
-        const pieces: Buffer[] = new Array(cuts.length);
-        for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) pieces[i] = view.subarray(start, cuts[i]);
-        return store.putHashed(pieces, fingerprints);
-      });
+      const stored = cut.then(async ({ cuts, fingerprints }) => ({ fingerprints, refs: await putBatch(store, view, cuts, fingerprints) }));
       if (!final) {
         this.carried = cut.then(({ cuts }) => ({ buf: b.buf, start: b.start + (cuts.length ? cuts[cuts.length - 1] : 0), end: b.fill }));
         this.carried.catch(() => undefined);
@@ -465,7 +474,7 @@ class RecipeWriter implements StreamWriter {
       this.inflight = Promise.allSettled([previous, stored]).then(async ([before, now]) => {
         if (before.status === 'rejected') throw before.reason;
         if (now.status === 'rejected') throw now.reason;
-        for (const c of now.value) this.addEntry(c, c.ref.rawLength);
+        this.addEntries(now.value.fingerprints, now.value.refs);
         if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
       });
       // Errors surface at the next write or sync; keep them from being reported as unhandled.
@@ -484,17 +493,42 @@ class RecipeWriter implements StreamWriter {
     this.inflight = undefined;
   }
 
-  private addEntry(c: StoredChunk, used: number): void {
-    if (this.pageFill === this.page.length) {
-      this.done.push([this.pageStart, Buffer.from(this.page)]);
-      this.pageStart += pageBytes(this.page);
-      this.pageFill = 0;
+  /**
+   * Appends a stored batch's entries to the recipe (fingerprint, location hint, bytes used: all
+   * of the chunk). Word copies and DataView writes: no allocation per chunk.
+   */
+  private addEntries(fingerprints: Buffer, refs: ChunkRefs): void {
+    const n = refs.length / REF_WORDS;
+    const fw = fingerprintWords(fingerprints.subarray(0, n * 16));
+    const pw = this.pageWords;
+    const dv = this.pageView;
+    for (let i = 0; i < n; i++) {
+      if (this.pageFill === this.page.length) this.closePage();
+      const at = this.pageFill;
+      const w = at >>> 2;
+      const f = i * 4;
+      pw[w] = fw[f];
+      pw[w + 1] = fw[f + 1];
+      pw[w + 2] = fw[f + 2];
+      pw[w + 3] = fw[f + 3];
+      const r = i * REF_WORDS;
+      const rawLength = refs[r + 3];
+      dv.setUint32(at + 16, refs[r]);
+      dv.setUint32(at + 20, refs[r + 1]);
+      dv.setUint32(at + 24, refs[r + 2]);
+      dv.setUint32(at + 28, rawLength);
+      dv.setUint32(at + 32, rawLength);
+      this.pageFill += RECIPE_ENTRY;
+      this.pageLength += rawLength;
     }
-    const at = this.pageFill;
-    c.fingerprint.copy(this.page, at);
-    encodeRef(c.ref, this.page, at + 16);
-    this.page.writeUInt32BE(used, at + 32);
-    this.pageFill += RECIPE_ENTRY;
+  }
+
+  /** The full current page joins those to write; a new one starts where it ends. */
+  private closePage(): void {
+    this.done.push([this.pageStart, Buffer.from(this.page)]);
+    this.pageStart += this.pageLength;
+    this.pageFill = 0;
+    this.pageLength = 0;
   }
 
   async sync(extra?: (batch: SyncBatch) => void): Promise<void> {
@@ -540,6 +574,17 @@ class RecipeWriter implements StreamWriter {
       throw err;
     }
   }
+}
+
+/** A batch stored through `putCut`, or through `putHashed` where the source has no `putCut`. */
+async function putBatch(store: ChunkSource, view: Buffer, cuts: Uint32Array, fingerprints: Buffer): Promise<ChunkRefs> {
+  if (store.putCut) return store.putCut(view, cuts, fingerprints);
+  const pieces: Buffer[] = new Array(cuts.length);
+  for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) pieces[i] = view.subarray(start, cuts[i]);
+  const stored = await store.putHashed(pieces, fingerprints);
+  const refs: ChunkRefs = new Uint32Array(stored.length * REF_WORDS);
+  stored.forEach(({ ref }, i) => refs.set([ref.container, ref.offset, ref.frameLength, ref.rawLength], i * REF_WORDS));
+  return refs;
 }
 
 interface Batch {
