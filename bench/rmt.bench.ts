@@ -3,7 +3,8 @@
  *
  * Run: npx tsx bench/rmt.bench.ts [TARFILE]
  *   TARFILE defaults to a sample tar of /usr (src/cli/sample.ts), VTL_BENCH_RMT_BYTES bytes
- *   (default 256 MiB), written to a temporary directory. VTL_BENCH_RMT_RUNS (default 2) runs of
+ *   (default 256 MiB), written to a temporary directory in /dev/shm (tmpfs: this VM's page
+ *   cache does not keep files, so a tar on disk would be read at the disk's rate). VTL_BENCH_RMT_RUNS (default 2) runs of
  *   each side, alternating; the best of each is reported. VTL_BENCH_RMT_BLOCKING (default 128)
  *   sets tar's blocking factor. VTL_BENCH_RMT_SERVER_NODE_ARGS and VTL_BENCH_RMT_BRIDGE_NODE_ARGS
  *   add node options to the server's and `vtl rmt`'s processes (`--cpu-prof --cpu-prof-dir=DIR`).
@@ -285,6 +286,11 @@ function dedupRun(file: string, work: string): { ingest: number; restore: number
 }
 
 const work = await mkdtemp(join(tmpdir(), 'vtl-bench-rmt-'));
+/**
+ * The sample lives in tmpfs where there is one: this VM's page cache drops files within
+ * seconds, so a tar on disk would put the disk's read rate into both sides' figures.
+ */
+const sampleDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/vtl-bench-rmt-') : work;
 try {
   console.error('compiling the current source ...');
   vtl = await buildVtl(join(work, 'vtl'));
@@ -292,7 +298,7 @@ try {
   if (!file) {
     const maxBytes = Number(process.env.VTL_BENCH_RMT_BYTES ?? 256 * 2 ** 20);
     console.error(`generating a ${(maxBytes / 2 ** 20).toFixed(0)} MiB sample tar of /usr ...`);
-    [file] = await generateSample({ root: '/usr', generations: 1, outDir: work, maxBytes });
+    [file] = await generateSample({ root: '/usr', generations: 1, outDir: sampleDir, maxBytes });
   }
   const size = statSync(file).size;
   const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0 };
@@ -315,4 +321,5 @@ try {
   console.log(`load: ${execFileSync('uptime', { encoding: 'utf8' }).trim()} (2 shared cores: the figures are noisy)`);
 } finally {
   await rm(work, { recursive: true, force: true });
+  await rm(sampleDir, { recursive: true, force: true });
 }
