@@ -172,7 +172,7 @@ make_sample() {
 sample_to_memory() {
   [[ $SAMPLE_ON_DISK == 0 ]] || return 0
   local need avail
-  need=$(stat -c %s "${FILES[@]}" | awk '{ s += $1 } END { print s }')
+  need=$(stat -c %s "${FILES[@]}" | awk '{ s += $1 } END { printf "%.0f", s }')
   avail=$(df --output=avail -B1 /dev/shm 2>/dev/null | tail -n 1 || echo 0)
   if ((avail < need + need / 10)); then
     note "sample: /dev/shm has too little room ($avail bytes free); reading the tars from disk"
