@@ -610,6 +610,18 @@ interface Window {
 
 /** Bytes of chunks a reader fetches ahead at a time. */
 const WINDOW_BYTES = 4 * 1024 * 1024;
+/** Windows fetched ahead of the one being read. */
+const WINDOWS_AHEAD = 2;
+
+/** A window's chunks, chosen before they are read. */
+interface Taken {
+  start: number;
+  entries: Array<{ chunk: StoredChunk; used: number }>;
+  /** Stream offset where each chunk ends. */
+  ends: number[];
+  /** Where the codec workers put the chunks (undefined: too large for a slab). */
+  slab: Buffer | undefined;
+}
 
 class RecipeReader implements StreamReader {
   private pos: number;
@@ -618,12 +630,15 @@ class RecipeReader implements StreamReader {
   private entriesStart = 0;
   private pages: AsyncIterator<[Buffer, Buffer]> | undefined;
   private current: Window | undefined;
-  private ahead: Promise<Window | undefined> | undefined;
-  /** A fetch dropped by a seek: its slab is not reused before it settles. */
+  /** Windows being fetched, in stream order (at most WINDOWS_AHEAD). */
+  private ahead: Array<Promise<Window | undefined>> = [];
+  /** The last fetch's choice of chunks: the next one takes those after them. */
+  private taking: Promise<unknown> = Promise.resolve();
+  /** Fetches dropped by a seek: their slabs are not reused before they settle. */
   private abandoned: Promise<unknown> | undefined;
   /**
-   * Shared memory that the codec workers write chunks into: two slabs alternate between the
-   * window being read and the one being fetched.
+   * Shared memory that the codec workers write chunks into: one slab per window, turn by turn
+   * (the one being read and those being fetched).
    */
   private slabs: Buffer[] | undefined;
   private turn = 0;
@@ -650,11 +665,11 @@ class RecipeReader implements StreamReader {
   }
 
   private reset(): void {
-    if (this.ahead) this.abandoned = this.ahead.catch(() => undefined);
+    if (this.ahead.length > 0) this.abandoned = Promise.allSettled([this.abandoned, ...this.ahead]);
     this.entries = [];
     this.pages = undefined;
     this.current = undefined;
-    this.ahead = undefined;
+    this.ahead = [];
   }
 
   async read(max: number): Promise<Buffer> {
@@ -685,18 +700,27 @@ class RecipeReader implements StreamReader {
 
   /** The fetched window holding byte `pos`, moving forward and fetching ahead as needed. */
   private async windowAt(pos: number): Promise<Window | undefined> {
+    let lookedAgain = false;
     while (true) {
       const w = this.current;
       if (w && pos >= w.start && pos < w.start + w.bytes) return w;
       if (w && pos < w.start) this.reset();
-      if (!this.current && !this.ahead) {
+      if (!this.current && this.ahead.length === 0) {
         await this.abandoned;
         this.abandoned = undefined;
         await this.startAt(pos);
+        if (this.ahead.length === 0) return undefined;
       }
-      this.current = await this.ahead;
-      this.ahead = this.current ? this.fetchNext() : undefined;
-      if (!this.current) return undefined;
+      this.current = await this.ahead.shift();
+      if (!this.current) {
+        // The windows ahead were taken when the recipe ended here; a sync may have added more
+        // since (a tape appended to after it was read to its end): look once more from `pos`.
+        this.reset();
+        if (lookedAgain) return undefined;
+        lookedAgain = true;
+        continue;
+      }
+      this.fetchAhead();
     }
   }
 
@@ -706,14 +730,29 @@ class RecipeReader implements StreamReader {
     this.entries = [];
     this.entriesStart = page.start;
     this.pages = this.streams.pageRange(this.id, page.start)[Symbol.asyncIterator]();
-    this.ahead = this.fetchNext();
+    this.fetchAhead();
   }
 
-  /** Fetches the next WINDOW_BYTES of chunks of the recipe into the next slab. */
-  private async fetchNext(): Promise<Window | undefined> {
+  /**
+   * Keeps WINDOWS_AHEAD windows being fetched, so the codec workers do not wait between
+   * windows. Each fetch takes its chunks after the previous fetch took its own; the reads
+   * run side by side.
+   */
+  private fetchAhead(): void {
+    while (this.ahead.length < WINDOWS_AHEAD) {
+      const taken = this.taking.then(() => this.takeNext());
+      this.taking = taken.catch(() => undefined);
+      const window = taken.then((t) => t && this.fetch(t));
+      window.catch(() => undefined); // reported where it is awaited, or dropped with a seek
+      this.ahead.push(window);
+    }
+  }
+
+  /** Takes the next WINDOW_BYTES of chunks of the recipe and the next slab for them. */
+  private async takeNext(): Promise<Taken | undefined> {
     const max = this.streams.store.chunker.params.max;
-    this.slabs ??= [0, 1].map(() => Buffer.from(new SharedArrayBuffer(WINDOW_BYTES + max)));
-    const slab = this.slabs[this.turn++ % 2];
+    this.slabs ??= Array.from({ length: WINDOWS_AHEAD + 1 }, () => Buffer.from(new SharedArrayBuffer(WINDOW_BYTES + max)));
+    const slab = this.slabs[this.turn++ % this.slabs.length];
     let take = 0;
     let raw = 0;
     for (;;) {
@@ -727,20 +766,30 @@ class RecipeReader implements StreamReader {
       take++;
     }
     if (take === 0) return undefined;
-    const taken = this.entries.splice(0, take);
+    const entries = this.entries.splice(0, take);
     const start = this.entriesStart;
-    const data = await this.streams.store.readChunks(
-      taken.map((e) => e.chunk),
-      raw <= slab.length ? slab : undefined,
-    );
+    // The bytes each chunk gives the stream: all of it, or the part the recipe uses.
     const ends: number[] = new Array(take);
-    const chunks = data.map((d, i) => {
-      const c = taken[i].used < d.length ? d.subarray(0, taken[i].used) : d;
-      this.entriesStart += c.length;
+    for (let i = 0; i < take; i++) {
+      this.entriesStart += Math.min(entries[i].used, entries[i].chunk.ref.rawLength);
       ends[i] = this.entriesStart;
+    }
+    return { start, entries, ends, slab: raw <= slab.length ? slab : undefined };
+  }
+
+  /** Reads a taken window's chunks (into its slab when they fit). */
+  private async fetch(t: Taken): Promise<Window> {
+    const data = await this.streams.store.readChunks(
+      t.entries.map((e) => e.chunk),
+      t.slab,
+    );
+    const chunks = data.map((d, i) => {
+      const c = t.entries[i].used < d.length ? d.subarray(0, t.entries[i].used) : d;
+      const want = t.ends[i] - (i === 0 ? t.start : t.ends[i - 1]);
+      if (c.length !== want) throw new Error(`stream ${this.id}: a chunk at byte ${t.ends[i] - want} gave ${c.length} bytes where the recipe has ${want}`);
       return c;
     });
-    return { start, chunks, ends, bytes: this.entriesStart - start };
+    return { start: t.start, chunks, ends: t.ends, bytes: t.ends[t.ends.length - 1] - t.start };
   }
 
   /** Appends the next recipe page's entries; false at the end of the recipe. */

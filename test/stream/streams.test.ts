@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../src/dedup/container.js';
 import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
 import { RECIPE_ENTRY, pageKey } from '../../src/stream/recipes.js';
-import { backupLikeBytes, randomBytes, withTempDir } from '../helpers/data.js';
+import { backupLikeBytes, randomBytes, seededRng, withTempDir } from '../helpers/data.js';
 
 async function withStore<T>(fn: (s: DataStore, dir: string) => Promise<T>): Promise<T> {
   return withTempDir(async (dir) => {
@@ -69,6 +69,41 @@ describe('recipe streams', () => {
       expect((await r.read(1000)).equals(data.subarray(5_000_000, 5_001_000))).toBe(true);
       r.seek(10);
       expect((await r.read(10)).equals(data.subarray(10, 20))).toBe(true);
+    });
+  });
+
+  it('reads right with several windows in flight: random seeks back and forth, and across windows', async () => {
+    await withStore(async (s) => {
+      // 30 MiB: seven 4 MiB windows, so the reader's slabs are each reused more than once.
+      const data = backupLikeBytes(30 * 1024 * 1024 + 4321, 11);
+      const id = await writeAll(s, data, 1 << 20);
+      const rng = seededRng(5);
+      const r = await s.streams.openReader(id);
+      for (let i = 0; i < 60; i++) {
+        // Mostly sequential runs, sometimes a jump anywhere (backward too).
+        if (i % 3 === 0) r.seek(rng.int(data.length));
+        const at = r.position;
+        const n = 1 + rng.int(6 * 1024 * 1024);
+        const got = await r.read(n);
+        expect(got.length).toBe(Math.min(n, data.length - at));
+        expect(got.equals(data.subarray(at, at + got.length))).toBe(true);
+      }
+    });
+  });
+
+  it('a reader at the end of a stream continues when the writer syncs more (a tape appended to after it was read)', async () => {
+    await withStore(async (s) => {
+      const data = backupLikeBytes(14 * 1024 * 1024, 12);
+      const id = await s.streams.create();
+      const w = await s.streams.openWriter(id);
+      await w.write(data.subarray(0, 9 * 1024 * 1024));
+      await w.sync();
+      const r = await s.streams.openReader(id);
+      expect((await r.read(20 * 1024 * 1024)).equals(data.subarray(0, 9 * 1024 * 1024))).toBe(true);
+      expect((await r.read(1024)).length).toBe(0);
+      await w.write(data.subarray(9 * 1024 * 1024));
+      await w.close();
+      expect((await r.read(20 * 1024 * 1024)).equals(data.subarray(9 * 1024 * 1024))).toBe(true);
     });
   });
 
