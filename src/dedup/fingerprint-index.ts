@@ -189,11 +189,6 @@ export class FingerprintTable {
     return -1;
   }
 
-  /** Container of the reference in `slot`. */
-  container(slot: number): number {
-    return this.refs[slot * REF_WORDS];
-  }
-
   /** Copies the reference in `slot` to `out` at chunk `j` (ChunkRefs layout). */
   copyRef(slot: number, out: ChunkRefs, j: number): void {
     const from = slot * REF_WORDS;
@@ -275,8 +270,8 @@ export class FingerprintTable {
   }
 }
 
-/** A footer's fingerprints as words, and its entries as a reference source. */
-function footerWords(entries: FooterEntry[]): Int32Array {
+/** A footer's fingerprints as words (see `fingerprintWords`). */
+export function footerWords(entries: FooterEntry[]): Int32Array {
   const words = new Int32Array(entries.length * 4);
   const bytes = new Uint8Array(words.buffer);
   entries.forEach((e, i) => bytes.set(e.fingerprint.subarray(0, 16), i * 16));

@@ -20,8 +20,3 @@ export function fingerprintBytes(key: bigint, out: Buffer = Buffer.allocUnsafe(F
   out.writeBigUInt64BE(key & LOW, at + 8);
   return out;
 }
-
-export function fingerprintFromBytes(b: Uint8Array, at = 0): bigint {
-  const v = new DataView(b.buffer, b.byteOffset + at, FINGERPRINT_BYTES);
-  return (v.getBigUint64(0) << 64n) | v.getBigUint64(8);
-}

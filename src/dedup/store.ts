@@ -51,6 +51,7 @@ import {
   LocalityCache,
   REF_WORDS,
   fingerprintWords,
+  footerWords,
   type BinarySublevel,
   type ChunkRefs,
 } from './fingerprint-index.js';
@@ -1031,7 +1032,7 @@ export class ChunkStore {
     this.locality.addContainer(writer.id, footer);
     // Every chunk of the container, also those whose index entries an earlier commit wrote:
     // a stale entry here would outlive the container (GC) and hand out a reference into nothing.
-    const words = fingerprintWords(Buffer.concat(footer.map((e) => e.fingerprint)));
+    const words = footerWords(footer);
     for (let i = 0; i < footer.length; i++) this.recent.deleteIn(words, i, writer.id);
     // A reader opened on the unsealed file would not see the footer: drop it.
     const stale = this.readers.get(writer.id);
@@ -1308,7 +1309,7 @@ export function explainStorageError(err: Error, dir: string): Error {
 }
 
 /** Reference `i` of a ChunkRefs array as an object. */
-export function refAt(refs: ChunkRefs, i: number): ChunkRef {
+function refAt(refs: ChunkRefs, i: number): ChunkRef {
   const at = i * REF_WORDS;
   return { container: refs[at], offset: refs[at + 1], frameLength: refs[at + 2], rawLength: refs[at + 3] };
 }

@@ -10,21 +10,15 @@
  * - the extension's commands on their own: hello, credit, refusal after a failure, undo.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { MTGET_SIZE } from '../../../src/protocols/rmt/index.js';
 import { randomBytes, seededRng } from '../../helpers/data.js';
-import { RawClient, err, ok, releaseDrives, startHarness, type Harness, type Reply } from './harness.js';
+import { RawClient, err, ok, useHarness, type Harness, type Reply } from './harness.js';
 
 let h: Harness;
 const clients: RawClient[] = [];
 
-beforeAll(async () => {
-  h = await startHarness({ drives: 3 });
-});
-afterAll(async () => {
-  await h.close();
-});
-afterEach(() => releaseDrives(h, clients, 3));
+useHarness(3, clients, (started) => (h = started));
 
 function bridged(port = h.port): RawClient {
   const { client, bridge } = RawClient.bridged(port);

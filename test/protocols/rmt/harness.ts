@@ -2,7 +2,7 @@
  * A real rmt server over a temporary data store, a library `lib1` with cartridges, an rsh
  * wrapper that runs `vtl rmt` for tar/cpio/mt, and a small raw rmt client for protocol tests.
  */
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -272,6 +272,23 @@ export function ok(r: Reply, value?: number): Extract<Reply, { ok: true }> {
 export function err(r: Reply, errno: number, message?: RegExp): void {
   expect(r, JSON.stringify(r)).toMatchObject({ ok: false, errno });
   if (message) expect((r as { message: string }).message).toMatch(message);
+}
+
+/**
+ * A test file's harness with `drives` drives: started before its tests (handed to `started`),
+ * closed after them; after each test the `clients` it registered are ended and every drive is
+ * free again, even when the test failed half-way.
+ */
+export function useHarness(drives: number, clients: RawClient[], started: (h: Harness) => void): void {
+  let h: Harness | undefined;
+  beforeAll(async () => {
+    h = await startHarness({ drives });
+    started(h);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+  afterEach(() => (h ? releaseDrives(h, clients, drives) : undefined));
 }
 
 /** Ends `clients` and waits until the first `drives` drives have no open session (10 s at most each). */

@@ -4,22 +4,15 @@
  * AIX dialect, fixed-block mode, write protect, end of medium, EBUSY, disconnects, bad input.
  */
 import { PassThrough } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { GMT, MTGET_SIZE, RmtServer, runRmtBridge } from '../../../src/protocols/rmt/index.js';
 import { randomBytes } from '../../helpers/data.js';
-import { RawClient, err, ok, releaseDrives, startHarness, type Harness } from './harness.js';
+import { RawClient, err, ok, useHarness, type Harness } from './harness.js';
 
 let h: Harness;
 const clients: RawClient[] = [];
 
-beforeAll(async () => {
-  h = await startHarness({ drives: 3 });
-});
-afterAll(async () => {
-  await h.close();
-});
-// Every test leaves all drives free, even when it fails half-way.
-afterEach(() => releaseDrives(h, clients, 3));
+useHarness(3, clients, (started) => (h = started));
 
 async function client(): Promise<RawClient> {
   const c = await RawClient.connect(h.port);
