@@ -11,6 +11,17 @@
       "cflags_cc": ["-O3", "-Wall"],
       "xcode_settings": { "GCC_OPTIMIZATION_LEVEL": "3" },
       "msvs_settings": { "VCCLCompilerTool": { "Optimization": 2 } }
+    },
+    {
+      "target_name": "vtl_frames",
+      "sources": ["src/frames.c", "src/frames-addon.cc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-ldl"],
+      "cflags!": ["-O2", "-O0"],
+      "cflags_cc!": ["-O2", "-O0"],
+      "cflags": ["-O3", "-Wall", "-Wextra"],
+      "cflags_cc": ["-O3", "-Wall"]
     }
   ]
 }

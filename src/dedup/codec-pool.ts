@@ -5,8 +5,8 @@
  * (DESIGN.md section 6).
  *
  * Guarantees: outputs come back in input order, byte-identical to calling `sealChunk` /
- * `openChunk` directly (same functions, other threads); an error in a worker (an integrity
- * failure above all) rejects the call with an error of the same kind.
+ * `openChunk` directly (the same frame codec, a batch per call, other threads); an error in a
+ * worker (an integrity failure above all) rejects the call with an error of the same kind.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';

@@ -9,6 +9,7 @@ import { createChunker, type Chunker } from './chunker.js';
 import { IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
 import type { CodecReply, CodecRequest, CutRequest, ReadRequest, SealRequest } from './codec-pool.js';
 import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
+import { NATIVE_FRAME_OVERHEAD, framesAddon, type FramesAddon } from './frames-native.js';
 
 const port = parentPort!;
 const MAX_FDS = 64;
@@ -17,6 +18,10 @@ const COALESCE_GAP = 64 * 1024;
 /** Open container files by `dir` and id (one pool serves every store of the process). */
 const fds = new Map<string, { fd: number; path: string }>();
 let scratch = Buffer.allocUnsafe(1024 * 1024);
+/** The C frame codec, or undefined for the TypeScript one (decided once per thread). */
+const native = framesAddon();
+/** Where the C codec seals a batch before it is copied out at its exact size. */
+let sealScratch = new Uint8Array(0);
 
 port.on('message', (req: CodecRequest) => {
   handle(req).then(
@@ -31,9 +36,20 @@ port.on('message', (req: CodecRequest) => {
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
   if (req.op === 'cut') return cut(req);
-  if (req.op === 'seal') return pack(req.id, await seal(req));
+  if (req.op === 'seal') return native ? sealNative(native, req) : pack(req.id, await seal(req));
+  if (native) return readNative(native, req);
   const out = read(req);
   return req.target ? pack(req.id, []) : pack(req.id, out);
+}
+
+/** A batch in one call to the C codec, into a reply block of the exact size. */
+function sealNative(codec: FramesAddon, req: SealRequest): CodecReply {
+  let need = 0;
+  for (const n of req.lengths) need += n + NATIVE_FRAME_OVERHEAD;
+  if (sealScratch.length < need) sealScratch = new Uint8Array(Math.max(need, 2 * sealScratch.length));
+  const bounds = new Uint32Array(req.lengths.length + 1);
+  const used = codec.sealFrames(req.key, req.containers, req.seqs, req.fingerprints, req.data, req.starts, req.lengths, sealScratch, bounds);
+  return { id: req.id, block: sealScratch.slice(0, used), bounds };
 }
 
 async function seal(req: SealRequest): Promise<Buffer[]> {
@@ -67,12 +83,52 @@ function cut(req: CutRequest): CodecReply {
   return { id: req.id, block: fps, bounds: cuts };
 }
 
-function read(req: ReadRequest): Buffer[] {
-  const key = Buffer.from(req.key);
+/**
+ * Reads the frames (nearby ones with one call) and opens them in the C codec: into the
+ * request's target, or into the reply block.
+ */
+function readNative(codec: FramesAddon, req: ReadRequest): CodecReply {
   const { fd, path } = containerFile(req.dir, req.container);
   const n = req.offsets.length;
+  let out: Uint8Array;
+  let outOffsets: Uint32Array;
+  const bounds = new Uint32Array(n + 1);
+  for (let j = 0; j < n; j++) bounds[j + 1] = bounds[j] + req.rawLengths[j];
+  if (req.target) {
+    out = req.target;
+    outOffsets = req.targetOffsets!;
+  } else {
+    out = new Uint8Array(bounds[n]);
+    outOffsets = bounds.subarray(0, n);
+  }
+  forEachRun(req, fd, (group, at, got) => {
+    const m = group.length;
+    const offsets = new Uint32Array(m);
+    const lengths = new Uint32Array(m);
+    const raws = new Uint32Array(m);
+    const into = new Uint32Array(m);
+    const fps = new Uint8Array(16 * m);
+    group.forEach((j, i) => {
+      offsets[i] = req.offsets[j] - at;
+      lengths[i] = req.lengths[j];
+      if (offsets[i] + lengths[i] > got) throw new IntegrityError(path, req.offsets[j], 'frame extends past the end of the file (truncated)', req.container);
+      raws[i] = req.rawLengths[j];
+      into[i] = outOffsets[j];
+      fps.set(req.fingerprints.subarray(16 * j, 16 * j + 16), 16 * i);
+    });
+    const bad = codec.openFrames(req.key, req.container, fps, scratch.subarray(0, got), offsets, lengths, raws, out, into);
+    if (bad) throw new IntegrityError(path, req.offsets[group[bad.index]], bad.reason, req.container);
+  });
+  return req.target ? { id: req.id, block: new Uint8Array(0), bounds: new Uint32Array(1) } : { id: req.id, block: out, bounds };
+}
+
+/**
+ * Calls `open` for each run of frames close enough to read with one call: `group` holds their
+ * indices in file order, and scratch[0..got) the file's bytes from offset `at` on.
+ */
+function forEachRun(req: ReadRequest, fd: number, open: (group: number[], at: number, got: number) => void): void {
+  const n = req.offsets.length;
   const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => req.offsets[a] - req.offsets[b]);
-  const out = new Array<Buffer>(n);
   for (let i = 0; i < n; ) {
     const start = req.offsets[order[i]];
     let end = start + req.lengths[order[i]];
@@ -82,10 +138,18 @@ function read(req: ReadRequest): Buffer[] {
       k++;
     }
     if (scratch.length < end - start) scratch = Buffer.allocUnsafe(end - start);
-    const got = readFullySync(fd, scratch, end - start, start);
-    for (; i < k; i++) {
-      const j = order[i];
-      const from = req.offsets[j] - start;
+    open(order.slice(i, k), start, readFullySync(fd, scratch, end - start, start));
+    i = k;
+  }
+}
+
+function read(req: ReadRequest): Buffer[] {
+  const key = Buffer.from(req.key);
+  const { fd, path } = containerFile(req.dir, req.container);
+  const out = new Array<Buffer>(req.offsets.length);
+  forEachRun(req, fd, (group, at, got) => {
+    for (const j of group) {
+      const from = req.offsets[j] - at;
       const where = { file: path, offset: req.offsets[j] };
       if (from + req.lengths[j] > got) throw new IntegrityError(path, where.offset, 'frame extends past the end of the file (truncated)', req.container);
       const frame = scratch.subarray(from, from + req.lengths[j]);
@@ -94,7 +158,7 @@ function read(req: ReadRequest): Buffer[] {
       if (req.target) req.target.set(raw, req.targetOffsets![j]);
       else out[j] = raw;
     }
-  }
+  });
   return out;
 }
 

@@ -23,6 +23,7 @@ import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'nod
 import { join } from 'node:path';
 import { compress, uncompressSync } from 'lz4-napi';
 import { fsyncDir } from '../crypto/fsutil.js';
+import { framesAddon, type FramesAddon } from './frames-native.js';
 
 export const CONTAINER_TARGET_SIZE = 8 * 1024 * 1024;
 /** Largest raw chunk a frame may hold (a sanity bound for readers and recovery). */
@@ -76,7 +77,7 @@ export interface FooterEntry extends ChunkRef {
   fingerprint: Buffer;
 }
 
-interface Where {
+export interface Where {
   file: string;
   offset: number;
 }
@@ -134,7 +135,31 @@ function aad(id: number, tail: Buffer): Buffer {
   return scratchAad.subarray(0, HEADER_SIZE + tail.length);
 }
 
-/** Compress (async lz4) + encrypt one chunk into a frame. Pure: usable from worker threads. */
+/**
+ * A frame codec: seals a chunk into a frame and opens it again, in the layout of
+ * docs/FORMATS.md 2.2. Two implementations write and read the same frames: the C one
+ * (native/src/frames.c, liblz4 + OpenSSL) and the TypeScript one (lz4-napi + node:crypto), used
+ * when the C one does not load. Both run the conformance suite in test/dedup/container.test.ts.
+ */
+export interface FrameCodec {
+  readonly name: 'native' | 'typescript';
+  seal(key: Buffer, containerId: number, seq: number, fingerprint: Buffer, raw: Uint8Array): Promise<Buffer>;
+  /** Throws IntegrityError (at `where`) on any damage. */
+  open(key: Buffer, containerId: number, fingerprint: Buffer, frame: Buffer, where: Where): Buffer;
+}
+
+/** The frame codecs that work in this process, the one vtl uses first. */
+export function frameCodecs(): FrameCodec[] {
+  const native = framesAddon();
+  return native ? [nativeCodec(native), typescriptCodec] : [typescriptCodec];
+}
+
+let activeCodec: FrameCodec | undefined;
+
+/**
+ * Compress (lz4) + encrypt one chunk into a frame, with the C codec when it loads.
+ * Pure: usable from worker threads.
+ */
 export async function sealChunk(
   key: Buffer,
   containerId: number,
@@ -147,33 +172,71 @@ export async function sealChunk(
   checkFingerprint(fingerprint);
   if (!Number.isInteger(seq) || seq < 0 || seq > 0xffffffff) throw new RangeError(`bad frame sequence number ${seq}`);
   if (raw.length > MAX_CHUNK_SIZE) throw new RangeError(`chunk of ${raw.length} bytes exceeds ${MAX_CHUNK_SIZE}`);
-  let payload: Uint8Array = raw;
-  let flags = 0;
-  if (raw.length >= MIN_COMPRESS) {
-    // Async compress: lz4-napi's compressSync leaks every output buffer.
-    const packed = await compress(raw);
-    // lz4-napi prefixes the block with its u32 LE raw size; the frame header has it already.
-    if (packed.length - 4 < raw.length) {
-      payload = packed.subarray(4);
-      flags = FLAG_LZ4;
+  activeCodec ??= frameCodecs()[0];
+  return activeCodec.seal(key, containerId, seq, fingerprint, raw);
+}
+
+const typescriptCodec: FrameCodec = {
+  name: 'typescript',
+  async seal(key, containerId, seq, fingerprint, raw) {
+    let payload: Uint8Array = raw;
+    let flags = 0;
+    if (raw.length >= MIN_COMPRESS) {
+      // Async compress: lz4-napi's compressSync leaks every output buffer.
+      const packed = await compress(raw);
+      // lz4-napi prefixes the block with its u32 LE raw size; the frame header has it already.
+      if (packed.length - 4 < raw.length) {
+        payload = packed.subarray(4);
+        flags = FLAG_LZ4;
+      }
     }
-  }
-  const p = payload.length;
-  // Own ArrayBuffer (not the shared pool) so a worker thread can transfer the frame.
-  const frame = Buffer.allocUnsafeSlow(FRAME_OVERHEAD + p);
-  frame.writeUInt32LE(seq, 0);
-  frame.writeUInt32LE(p, 4);
-  frame.writeUInt32LE(raw.length, 8);
-  frame[12] = flags;
-  frame[13] = FRAME_TYPE;
-  frame.writeUInt16LE(0, 14);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce(NONCE_FRAME, seq), { authTagLength: TAG });
-  cipher.setAAD(aad(containerId, frame.subarray(0, FRAME_HEADER_SIZE)));
-  cipher.update(fingerprint).copy(frame, FRAME_HEADER_SIZE);
-  cipher.update(payload).copy(frame, FRAME_HEADER_SIZE + 16);
-  cipher.final();
-  cipher.getAuthTag().copy(frame, FRAME_HEADER_SIZE + 16 + p);
-  return frame;
+    const p = payload.length;
+    // Own ArrayBuffer (not the shared pool) so a worker thread can transfer the frame.
+    const frame = Buffer.allocUnsafeSlow(FRAME_OVERHEAD + p);
+    frame.writeUInt32LE(seq, 0);
+    frame.writeUInt32LE(p, 4);
+    frame.writeUInt32LE(raw.length, 8);
+    frame[12] = flags;
+    frame[13] = FRAME_TYPE;
+    frame.writeUInt16LE(0, 14);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce(NONCE_FRAME, seq), { authTagLength: TAG });
+    cipher.setAAD(aad(containerId, frame.subarray(0, FRAME_HEADER_SIZE)));
+    cipher.update(fingerprint).copy(frame, FRAME_HEADER_SIZE);
+    cipher.update(payload).copy(frame, FRAME_HEADER_SIZE + 16);
+    cipher.final();
+    cipher.getAuthTag().copy(frame, FRAME_HEADER_SIZE + 16 + p);
+    return frame;
+  },
+  open(key, containerId, fingerprint, frame, where) {
+    const fail = (reason: string) => new IntegrityError(where.file, where.offset, reason, containerId);
+    const { h, plain } = decryptFrame(key, containerId, frame, where);
+    if (!plain.subarray(0, 16).equals(fingerprint)) throw fail('the frame holds a different chunk (fingerprint mismatch)');
+    return decodePayload(h, plain, fail);
+  },
+};
+
+/** The C codec one frame at a time (the codec workers call it a batch at a time). */
+function nativeCodec(addon: FramesAddon): FrameCodec {
+  return {
+    name: 'native',
+    async seal(key, containerId, seq, fingerprint, raw) {
+      const out = new Uint8Array(raw.length + FRAME_OVERHEAD);
+      const used = addon.sealFrames(key, Uint32Array.of(containerId), Uint32Array.of(seq), fingerprint, raw, Uint32Array.of(0), Uint32Array.of(raw.length), out, new Uint32Array(2));
+      // An exact copy in its own ArrayBuffer, so a worker thread can transfer the frame.
+      return Buffer.from(out.slice(0, used).buffer);
+    },
+    open(key, containerId, fingerprint, frame, where) {
+      const fail = (reason: string) => new IntegrityError(where.file, where.offset, reason, containerId);
+      // The header's own checks come first, as in the TypeScript codec; they give the length.
+      if (frame.length < FRAME_OVERHEAD) throw fail('frame too short');
+      const h = parseFrameHeader(frame, 0);
+      if (typeof h === 'string') throw fail(h);
+      const out = Buffer.allocUnsafe(h.rawLength);
+      const bad = addon.openFrames(key, containerId, fingerprint, frame, Uint32Array.of(0), Uint32Array.of(frame.length), Uint32Array.of(h.rawLength), out, Uint32Array.of(0));
+      if (bad) throw fail(bad.reason);
+      return out;
+    },
+  };
 }
 
 interface FrameHeader {
@@ -232,15 +295,15 @@ function decodePayload(h: FrameHeader, plain: Buffer, fail: (r: string) => Integ
   return out;
 }
 
-/** Verify + decrypt + decompress one frame; checks the fingerprint inside equals `fingerprint`. */
+/**
+ * Verify + decrypt + decompress one frame, with the C codec when it loads; checks the
+ * fingerprint inside equals `fingerprint`.
+ */
 export function openChunk(key: Buffer, containerId: number, fingerprint: Buffer, frame: Buffer, where?: Where): Buffer {
   checkKey(key);
   checkFingerprint(fingerprint);
-  const w = where ?? { file: 'in memory', offset: 0 };
-  const fail = (reason: string) => new IntegrityError(w.file, w.offset, reason, containerId);
-  const { h, plain } = decryptFrame(key, containerId, frame, w);
-  if (!plain.subarray(0, 16).equals(fingerprint)) throw fail('the frame holds a different chunk (fingerprint mismatch)');
-  return decodePayload(h, plain, fail);
+  activeCodec ??= frameCodecs()[0];
+  return activeCodec.open(key, containerId, fingerprint, frame, where ?? { file: 'in memory', offset: 0 });
 }
 
 function parseEntries(id: number, entries: Buffer, count: number): FooterEntry[] {

@@ -13,13 +13,15 @@ import {
   HEADER_SIZE,
   IntegrityError,
   containerPath,
+  frameCodecs,
   listContainers,
-  openChunk,
   recoverContainer,
   sealChunk,
   type ChunkRef,
   type FooterEntry,
+  type FrameCodec,
 } from '../../src/dedup/container.js';
+import { loadFramesAddon } from '../../src/dedup/frames-native.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -111,7 +113,15 @@ describe('compression memory', () => {
   });
 });
 
-describe('sealChunk / openChunk', () => {
+// The conformance suite of the frame codecs: every one that works here, and each against the
+// others, since a store written with one must read with the other.
+const codecs = frameCodecs();
+const seal = (c: FrameCodec, key: Buffer, id: number, seq: number, fp: Buffer, raw: Uint8Array) => c.seal(key, id, seq, fp, raw);
+const here = { file: 'in memory', offset: 0 };
+
+describe.each(codecs.map((c) => [c.name, c] as const))('frame codec %s', (_name, codec) => {
+  const openChunk = (key: Buffer, id: number, fp: Buffer, frame: Buffer, where = here) => codec.open(key, id, fp, frame, where);
+  const sealChunk = (key: Buffer, id: number, seq: number, fp: Buffer, raw: Uint8Array) => seal(codec, key, id, seq, fp, raw);
   it('stores compressible chunks as lz4 and incompressible ones raw', async () => {
     const key = randomBytes(32);
     const text = makeChunk(1, 8192);
@@ -155,6 +165,33 @@ describe('sealChunk / openChunk', () => {
     expect(err!.file).toBe('/x/00000006.ctr');
     expect(err!.offset).toBe(1234);
     expect(err!.message).toMatch(/container 00000006 .* damaged at byte 1234.*scrub.*replica/);
+  });
+});
+
+describe('frame codecs together', () => {
+  it(`reads every codec's frames with every codec (${codecs.map((c) => c.name).join(', ')})`, async () => {
+    if (codecs.length < 2) console.warn(`only the ${codecs[0].name} frame codec loads here: the cross-check covers it alone`);
+    const key = randomBytes(32);
+    const raws = [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(16, 7), makeChunk(0, 8192), makeChunk(1, 8192), makeChunk(2, 300), makeChunk(1, 65536)];
+    for (const writer of codecs) {
+      const frames = await Promise.all(raws.map((raw, seq) => writer.seal(key, 9, seq, fingerprint(raw), raw)));
+      for (const reader of codecs) {
+        raws.forEach((raw, seq) => expect(reader.open(key, 9, fingerprint(raw), frames[seq], here).equals(raw), `${writer.name} -> ${reader.name} #${seq}`).toBe(true));
+        const flipped = Buffer.from(frames[4]);
+        flipped[FRAME_OVERHEAD] ^= 0x10;
+        expect(() => reader.open(key, 9, fingerprint(raws[4]), flipped, here)).toThrow(/authentication failed/);
+      }
+    }
+  });
+
+  it('the C codec is in use where it builds (native/ and liblz4)', () => {
+    const loaded = loadFramesAddon();
+    if ('error' in loaded) {
+      console.warn(`native frame codec not loaded: ${loaded.error}`);
+      expect(codecs.map((c) => c.name)).toEqual(['typescript']);
+    } else {
+      expect(codecs.map((c) => c.name)).toEqual(['native', 'typescript']);
+    }
   });
 });
 
