@@ -1,6 +1,8 @@
 /**
- * Seal/open throughput of container frames for 8 KiB chunks (DESIGN section 6 budget:
- * lz4 0.7 GB/s, AES-256-GCM 1.3 GB/s per core).  Run: npx tsx bench/seal.bench.ts [--json]
+ * Seal/open throughput of container frames for 8 KiB chunks, one core (DESIGN section 6 budget:
+ * lz4 0.7 GB/s, AES-256-GCM 1.3 GB/s per core), for each frame codec that loads here: the C
+ * one (a frame per call, and a batch of 64 per call as the codec workers use it) and the
+ * TypeScript one.  Run: npx tsx bench/seal.bench.ts [--json]
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { compress } from 'lz4-napi';
@@ -8,7 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { ContainerReader, ContainerWriter, openChunk, sealChunk, type FooterEntry } from '../src/dedup/container.js';
+import { ContainerReader, ContainerWriter, FRAME_OVERHEAD, frameCodecs, sealChunk, type FooterEntry } from '../src/dedup/container.js';
+import { loadFramesAddon, type FramesAddon } from '../src/dedup/frames-native.js';
 
 const CHUNK = 8192;
 const POOL = 256;
@@ -47,37 +50,38 @@ async function main(): Promise<void> {
     await Promise.all(kinds.compressible.slice(0, 64).map((c) => compress(c)));
   });
 
+  const here = { file: 'bench', offset: 0 };
+  const loaded = loadFramesAddon();
   for (const [kind, chunks] of Object.entries(kinds)) {
     const fp = fps(chunks);
     let i = 0;
-    const seq = `seal ${kind}, 1 in flight`;
-    bytesPerOp.set(seq, CHUNK);
-    bench.add(seq, async () => {
-      const k = i++ % POOL;
-      await sealChunk(key, 1, k, fp[k], chunks[k]);
-    });
-    for (const inFlight of [8, 64]) {
-      const name = `seal ${kind}, ${inFlight} in flight`;
-      bytesPerOp.set(name, CHUNK * inFlight);
-      bench.add(name, async () => {
-        const base = i;
-        i += inFlight;
-        await Promise.all(
-          Array.from({ length: inFlight }, (_, j) => {
-            const k = (base + j) % POOL;
-            return sealChunk(key, 1, k, fp[k], chunks[k]);
-          }),
-        );
+    for (const codec of frameCodecs()) {
+      const seal = (k: number) => codec.seal(key, 1, k, fp[k], chunks[k]);
+      const one = `${codec.name}: seal ${kind}, 1 in flight`;
+      bytesPerOp.set(one, CHUNK);
+      bench.add(one, async () => {
+        await seal(i++ % POOL);
+      });
+      if (codec.name === 'typescript') {
+        // lz4-napi's async compress needs many chunks in flight to use its threads.
+        const many = `${codec.name}: seal ${kind}, 64 in flight`;
+        bytesPerOp.set(many, CHUNK * 64);
+        bench.add(many, async () => {
+          const base = i;
+          i += 64;
+          await Promise.all(Array.from({ length: 64 }, (_, j) => seal((base + j) % POOL)));
+        });
+      }
+      const frames = await Promise.all(chunks.map((_, k) => seal(k)));
+      const stored = frames.reduce((n, f) => n + f.length, 0) / (POOL * CHUNK);
+      const open = `${codec.name}: open ${kind} (stored ${(stored * 100).toFixed(0)}%)`;
+      bytesPerOp.set(open, CHUNK);
+      bench.add(open, () => {
+        const k = i++ % POOL;
+        codec.open(key, 1, fp[k], frames[k], here);
       });
     }
-    const frames = await Promise.all(chunks.map((c, k) => sealChunk(key, 1, k, fp[k], c)));
-    const stored = frames.reduce((n, f) => n + f.length, 0) / (POOL * CHUNK);
-    const open = `open ${kind} (stored ${(stored * 100).toFixed(0)}%)`;
-    bytesPerOp.set(open, CHUNK);
-    bench.add(open, () => {
-      const k = i++ % POOL;
-      openChunk(key, 1, fp[k], frames[k]);
-    });
+    if ('addon' in loaded) addBatches(bench, bytesPerOp, loaded.addon, kind, chunks, fp);
 
     // A full container read back with readMany (restore path: coalesced positioned reads).
     const id = kind === 'random' ? 2 : 1;
@@ -108,6 +112,33 @@ async function main(): Promise<void> {
   else console.table(rows);
   await Promise.all(readers.map((r) => r.close()));
   await rm(dir, { recursive: true, force: true });
+}
+
+/** The C codec as the codec workers call it: 64 frames per call, into and from one buffer. */
+function addBatches(bench: Bench, bytesPerOp: Map<string, number>, addon: FramesAddon, kind: string, chunks: Buffer[], fp: Buffer[]): void {
+  const n = 64;
+  const data = Buffer.concat(chunks.slice(0, n));
+  const starts = Uint32Array.from({ length: n }, (_, j) => j * CHUNK);
+  const lengths = new Uint32Array(n).fill(CHUNK);
+  const fingerprints = Buffer.concat(fp.slice(0, n));
+  const out = new Uint8Array(n * (CHUNK + FRAME_OVERHEAD));
+  const bounds = new Uint32Array(n + 1);
+  const containers = new Uint32Array(n).fill(1);
+  const seqs = Uint32Array.from({ length: n }, (_, j) => j);
+  const seal = () => addon.sealFrames(key, containers, seqs, fingerprints, data, starts, lengths, out, bounds);
+  const name = `native: seal ${kind}, 64 per call`;
+  bytesPerOp.set(name, n * CHUNK);
+  bench.add(name, seal);
+  seal();
+  const offsets = bounds.slice(0, n);
+  const frameLengths = Uint32Array.from({ length: n }, (_, j) => bounds[j + 1] - bounds[j]);
+  const raw = new Uint8Array(n * CHUNK);
+  const open = `native: open ${kind}, 64 per call`;
+  bytesPerOp.set(open, n * CHUNK);
+  bench.add(open, () => {
+    const bad = addon.openFrames(key, 1, fingerprints, out, offsets, frameLengths, lengths, raw, starts);
+    if (bad) throw new Error(bad.reason);
+  });
 }
 
 await main();
