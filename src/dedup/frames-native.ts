@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 
 export interface FramesAddon {
   /** Frame j goes to out[bounds[j] .. bounds[j+1]); returns the bytes used. */
@@ -58,11 +59,11 @@ export function loadFramesAddon(): { addon: FramesAddon } | { error: string } {
   return loaded;
 }
 
-/** The addon when it is used, else undefined after saying once why not. */
+/** The addon when it is used, else undefined after saying once why not (the main thread says it). */
 export function framesAddon(): FramesAddon | undefined {
   const got = loadFramesAddon();
   if ('addon' in got) return got.addon;
-  if (!warned && got.error !== 'VTL_NATIVE_FRAMES=0') {
+  if (!warned && isMainThread && got.error !== 'VTL_NATIVE_FRAMES=0') {
     warned = true;
     process.stderr.write(`vtl: native frame codec unavailable (${got.error}); using lz4-napi and node:crypto\n`);
   }
