@@ -338,6 +338,22 @@ async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise
   return done;
 }
 
+/** A new container's `.open` file; refuses an id that already has a file (ids are never reused). */
+async function createFile(dir: string, id: number): Promise<FileHandle> {
+  await mkdir(dir, { recursive: true });
+  if (await exists(containerPath(dir, id, true))) {
+    throw new Error(`container ${hex8(id)} already exists in ${dir}; container ids are never reused`);
+  }
+  try {
+    return await open(containerPath(dir, id, false), 'wx+', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new Error(`container ${hex8(id)} already exists in ${dir} (unsealed); container ids are never reused`);
+    }
+    throw err;
+  }
+}
+
 /** Whether a file exists; errors other than ENOENT (permissions, I/O) are thrown, not hidden. */
 export async function exists(path: string): Promise<boolean> {
   try {
@@ -355,7 +371,9 @@ export class ContainerWriter {
   readonly id: number;
   readonly #dir: string;
   readonly #key: Buffer;
-  readonly #fh: FileHandle;
+  /** The open file; unset until a deferred writer's first write creates it. */
+  #fh: FileHandle | undefined;
+  #createFile: (() => Promise<FileHandle>) | undefined;
   #path: string;
   #pending: Buffer[] = [];
   /** Frames appended but not yet written, by offset: served by `read` from memory. */
@@ -370,11 +388,12 @@ export class ContainerWriter {
   #io: Promise<unknown> = Promise.resolve();
   #dirSynced: boolean;
 
-  private constructor(dir: string, id: number, key: Buffer, fh: FileHandle, size: number, entries: Buffer, count: number, fresh: boolean) {
+  private constructor(dir: string, id: number, key: Buffer, file: FileHandle | (() => Promise<FileHandle>), size: number, entries: Buffer, count: number, fresh: boolean) {
     this.#dir = dir;
     this.id = id;
     this.#key = key;
-    this.#fh = fh;
+    if (typeof file === 'function') this.#createFile = file;
+    else this.#fh = file;
     this.#path = containerPath(dir, id, false);
     this.#size = size;
     this.#written = fresh ? 0 : size;
@@ -388,20 +407,27 @@ export class ContainerWriter {
   static async create(dir: string, id: number, key: Buffer): Promise<ContainerWriter> {
     checkId(id);
     checkKey(key);
-    await mkdir(dir, { recursive: true });
-    if (await exists(containerPath(dir, id, true))) {
-      throw new Error(`container ${hex8(id)} already exists in ${dir}; container ids are never reused`);
-    }
-    let fh: FileHandle;
-    try {
-      fh = await open(containerPath(dir, id, false), 'wx+', 0o644);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new Error(`container ${hex8(id)} already exists in ${dir} (unsealed); container ids are never reused`);
-      }
-      throw err;
-    }
-    const w = new ContainerWriter(dir, id, key, fh, HEADER_SIZE, Buffer.allocUnsafe(FOOTER_ENTRY_SIZE * 512), 0, true);
+    return ContainerWriter.#fresh(dir, id, key, await createFile(dir, id));
+  }
+
+  /**
+   * Like `create`, but the file is created by the first flush, seal or close, once `ready`
+   * has resolved (the store's durable record of the id and key): appending never waits for
+   * either. Until then frames are in memory only, as appended frames are anyway; a `ready`
+   * that fails fails that first write.
+   */
+  static deferred(dir: string, id: number, key: Buffer, ready: Promise<unknown>): ContainerWriter {
+    checkId(id);
+    checkKey(key);
+    ready.catch(() => undefined); // it fails the first write instead, if one comes
+    return ContainerWriter.#fresh(dir, id, key, async () => {
+      await ready;
+      return createFile(dir, id);
+    });
+  }
+
+  static #fresh(dir: string, id: number, key: Buffer, file: FileHandle | (() => Promise<FileHandle>)): ContainerWriter {
+    const w = new ContainerWriter(dir, id, key, file, HEADER_SIZE, Buffer.allocUnsafe(FOOTER_ENTRY_SIZE * 512), 0, true);
     w.#pending.push(fileHeader(id));
     return w;
   }
@@ -472,7 +498,7 @@ export class ContainerWriter {
     }
     // Written frames are on disk (positioned reads do not disturb the writer's positioned writes).
     const buf = Buffer.allocUnsafe(ref.frameLength);
-    if ((await readFully(this.#fh, buf, ref.offset)) !== buf.length) {
+    if ((await readFully(this.#fh!, buf, ref.offset)) !== buf.length) {
       throw new IntegrityError(this.#path, ref.offset, 'frame extends past the end of the file', this.id);
     }
     return openChunk(this.#key, this.id, fingerprint, buf, where);
@@ -489,8 +515,8 @@ export class ContainerWriter {
       await this.#flushNow();
       const tail = this.#footerBytes();
       await this.#writeAll(tail, this.#written);
-      await this.#fh.sync();
-      await this.#fh.close();
+      await this.#fh!.sync();
+      await this.#fh!.close();
       const sealedPath = containerPath(this.#dir, this.id, true);
       await rename(this.#path, sealedPath);
       this.#path = sealedPath;
@@ -505,7 +531,7 @@ export class ContainerWriter {
   close(): Promise<void> {
     return this.#serial(async () => {
       await this.#flushNow();
-      await this.#fh.close();
+      await this.#fh!.close();
       this.#state = 'closed';
     });
   }
@@ -514,7 +540,7 @@ export class ContainerWriter {
   async abandon(): Promise<void> {
     await this.#io.catch(() => {});
     if (this.#state === 'sealed') throw new Error(`container ${hex8(this.id)} is sealed; it cannot be abandoned`);
-    if (this.#state !== 'closed') await this.#fh.close().catch(() => {});
+    if (this.#state !== 'closed') await this.#fh?.close().catch(() => {});
     this.#state = 'closed';
     this.#pending = [];
     this.#unwritten.clear();
@@ -544,7 +570,17 @@ export class ContainerWriter {
     return run;
   }
 
+  /** The file, created first for a deferred writer (flushNow runs before every other use). */
+  async #file(): Promise<FileHandle> {
+    if (!this.#fh) {
+      this.#fh = await this.#createFile!();
+      this.#createFile = undefined;
+    }
+    return this.#fh;
+  }
+
   async #flushNow(): Promise<void> {
+    const fh = await this.#file();
     const bufs = this.#pending;
     this.#pending = [];
     let pos = this.#written;
@@ -554,7 +590,7 @@ export class ContainerWriter {
     for (let i = 0, at = this.#written; i < bufs.length; at += bufs[i].length, i++) this.#unwritten.delete(at);
     this.#written = pos;
     if (this.#synced !== this.#written) {
-      await this.#fh.datasync();
+      await fh.datasync();
       this.#synced = this.#written;
     }
     if (!this.#dirSynced) {
@@ -566,10 +602,11 @@ export class ContainerWriter {
   /** Writes all of `bufs` at `pos`; a short write (the disk filling up) goes on until write fails. */
   async #writeAll(bufs: Buffer[], pos: number): Promise<number> {
     const total = bufs.reduce((n, b) => n + b.length, 0);
-    let done = (await this.#fh.writev(bufs, pos)).bytesWritten;
+    const fh = this.#fh!;
+    let done = (await fh.writev(bufs, pos)).bytesWritten;
     while (done < total) {
       const rest = Buffer.concat(bufs).subarray(done);
-      const { bytesWritten } = await this.#fh.write(rest, 0, rest.length, pos + done);
+      const { bytesWritten } = await fh.write(rest, 0, rest.length, pos + done);
       if (bytesWritten === 0) throw new Error(`short write to ${this.#path} (${done} of ${total} bytes)`);
       done += bytesWritten;
     }
@@ -661,7 +698,7 @@ export class ContainerReader {
   async read(ref: ChunkRef, fingerprint: Buffer): Promise<Buffer> {
     this.#checkRef(ref);
     const buf = Buffer.allocUnsafe(ref.frameLength);
-    if ((await readFully(this.#fh, buf, ref.offset)) !== buf.length) {
+    if ((await readFully(this.#fh!, buf, ref.offset)) !== buf.length) {
       throw new IntegrityError(this.#path, ref.offset, 'frame extends past the end of the file (truncated)', this.id);
     }
     return this.#open(ref, fingerprint, buf);

@@ -337,6 +337,40 @@ function checkProbe(w: Written, pos: number, got: Awaited<ReturnType<typeof prob
   expect(got.many, ctx).toBe(want.chunk >= 0);
 }
 
+describe('ContainerWriter.deferred', () => {
+  it('creates no file before the first flush, and only after its ready promise', async () => {
+    const key = randomBytes(32);
+    let release!: () => void;
+    const ready = new Promise<void>((r) => (release = r));
+    const w = ContainerWriter.deferred(dir, 9001, key, ready);
+    const raw = makeChunk(1, 8192);
+    const ref = w.append(fingerprint(raw), await sealChunk(key, 9001, 0, fingerprint(raw), raw), raw.length);
+    expect((await w.read(ref, fingerprint(raw))).equals(raw)).toBe(true); // from memory
+    await expect(stat(containerPath(dir, 9001, false))).rejects.toThrow(/ENOENT/);
+    const flushed = w.flush();
+    await new Promise((r) => setTimeout(r, 20));
+    await expect(stat(containerPath(dir, 9001, false))).rejects.toThrow(/ENOENT/);
+    release();
+    await flushed;
+    expect((await stat(containerPath(dir, 9001, false))).size).toBe(w.size);
+    await w.seal();
+    const reader = await ContainerReader.open(dir, 9001, key);
+    expect((await reader.read(ref, fingerprint(raw))).equals(raw)).toBe(true);
+    await reader.close();
+  });
+
+  it('a ready promise that fails fails the first write and creates nothing; abandoning before it leaves nothing', async () => {
+    const key = randomBytes(32);
+    const w = ContainerWriter.deferred(dir, 9002, key, Promise.reject(new Error('key not durable')));
+    await expect(w.flush()).rejects.toThrow(/key not durable/);
+    await expect(stat(containerPath(dir, 9002, false))).rejects.toThrow(/ENOENT/);
+    await expect(w.flush()).rejects.toThrow(/failed earlier/);
+    const v = ContainerWriter.deferred(dir, 9003, key, Promise.resolve());
+    await v.abandon();
+    await expect(stat(containerPath(dir, 9003, false))).rejects.toThrow(/ENOENT/);
+  });
+});
+
 describe('bit flips', () => {
   it('every bit of a small container: the affected read fails, nothing else changes', async () => {
     const w = await writeContainer([1, 17, 40, 300, 200, 5], { inFlight: 6 });
