@@ -77,6 +77,7 @@ function vtlFigures() {
     peakRssMiB: rss > 0 ? rss / 1024 : null,
     totals: json.totals ?? null,
     chunking: json.chunking ?? null,
+    frameCodec: json.frameCodec ?? null,
   };
 }
 
@@ -143,7 +144,7 @@ if (!v) console.log('vtl: no figures (not run or failed; see the log)');
 else if (v.source !== 'run') console.log(`vtl: figures from ${v.source.replace(/^file:/, '')}, NOT from this run: the ratios below only check the plumbing`);
 for (const p of ['borg', 'restic']) if (!peers[p]) console.log(`${p}: not run (apt-get install borgbackup restic)`);
 if (v?.runner === 'tsx') console.log('vtl: run through tsx (no dist/ build): its RSS includes the TypeScript loader');
-if (v?.chunking) console.log(`vtl chunking: ${JSON.stringify(v.chunking)}`);
+if (v?.chunking) console.log(`vtl chunking: ${JSON.stringify(v.chunking)}${v.frameCodec ? `; frame codec: ${v.frameCodec}` : ''}`);
 console.log('');
 console.log(table());
 console.log('');

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../dedup/chunker.js';
+import { frameCodecs, type FrameCodec } from '../dedup/container.js';
 import { initDataStore, openDataStore, type DataStore } from '../stream/store.js';
 
 const IO_BYTES = 1024 * 1024;
@@ -27,6 +28,8 @@ export interface BenchResult {
   generations: GenerationResult[];
   totals: { logicalBytes: number; storedBytes: number; dedupRatio: number; compressionRatio: number; reductionPct: number };
   chunking: { min: number; avg: number; max: number; native: boolean };
+  /** The frame codec that sealed and opened the chunks (native: liblz4 + OpenSSL in C). */
+  frameCodec: FrameCodec['name'];
   peakRssBytes: number;
 }
 
@@ -87,6 +90,7 @@ export async function benchDedup(files: string[], opts: BenchOptions = {}): Prom
         reductionPct: logicalBytes > 0 ? round(100 * (1 - storedBytes / logicalBytes), 2) : 0,
       },
       chunking: { min: params.min, avg: params.avg, max: params.max, native: store.chunks.chunker.native },
+      frameCodec: frameCodecs()[0].name,
       peakRssBytes: peakRss,
     };
   } finally {
@@ -175,7 +179,7 @@ function round(x: number, digits: number): number {
 export function formatBench(r: BenchResult): string {
   const mb = (n: number) => (n / 1e6).toFixed(1);
   const lines = [
-    `chunking: min ${r.chunking.min} avg ${r.chunking.avg} max ${r.chunking.max} (${r.chunking.native ? 'native' : 'TypeScript'})`,
+    `chunking: min ${r.chunking.min} avg ${r.chunking.avg} max ${r.chunking.max} (${r.chunking.native ? 'native' : 'TypeScript'}); frames: ${r.frameCodec === 'native' ? 'native (liblz4 + OpenSSL)' : 'TypeScript (lz4-napi + node:crypto)'}`,
     'generation                     logical MB   new stored MB   ingest MB/s   restore MB/s   verified',
   ];
   for (const g of r.generations) {

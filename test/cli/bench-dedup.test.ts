@@ -20,6 +20,7 @@ describe('vtl bench dedup', () => {
       expect(Object.keys(r.generations[0]).sort()).toEqual(['file', 'ingestMBps', 'logicalBytes', 'restoreMBps', 'storedBytes', 'verified']);
       expect(Object.keys(r.totals).sort()).toEqual(['compressionRatio', 'dedupRatio', 'logicalBytes', 'reductionPct', 'storedBytes']);
       expect(Object.keys(r.chunking).sort()).toEqual(['avg', 'max', 'min', 'native']);
+      expect(['native', 'typescript']).toContain(r.frameCodec);
       expect(r.generations.map((g: { verified: boolean }) => g.verified)).toEqual([true, true]);
       expect(r.generations[0].logicalBytes).toBe(gen1.length);
       expect(r.generations[1].logicalBytes).toBe(gen2.length);
