@@ -6,6 +6,9 @@
  * - `putChunks` (or `putHashed`, after `cutAndHash` cut and fingerprinted a batch off the event
  *   loop) returns, in order, where every chunk lives; a chunk seen before (in the open
  *   container, the locality cache, or the index) is not stored again.
+ * - Puts overlap: one plans (lookups, container and seq of each new chunk) under the store lock
+ *   while earlier ones' frames are sealed and appended, in put order; each resolves once its
+ *   chunks are appended. Every other operation runs after all earlier puts are complete.
  * - Nothing `putChunks` returns is durable until `commit()`: that flushes the open container
  *   (fdatasync), then writes the staged index entries and the caller's own LevelDB operations in
  *   one synced batch. A crash before `commit()` resolves leaves the store as at the last commit,
@@ -174,9 +177,34 @@ export interface StoreStats {
 
 const FRAME_OVERHEAD_ESTIMATE = 64;
 const MAX_OPEN_READERS = 64;
-const MAX_SEALING = 2;
+/**
+ * Containers being sealed at once (each holds its frames until written). Two held ingest back:
+ * a seal (write, two fsyncs, rename) took 50-90 ms here, as long as filling a container.
+ */
+const MAX_SEALING = 4;
 /** Runs shorter than this are decoded on the event loop: a worker round trip costs more. */
 const INLINE_OPEN_CHUNKS = 8;
+
+/** A new chunk of an earlier put: its location once that put's frames are appended. */
+interface PendingChunk {
+  ref?: ChunkRef;
+}
+
+/** A put between its plan (under the store lock) and its appends (in put order, after the seals). */
+interface PlannedPut {
+  n: number;
+  fingerprints: Buffer;
+  words: Int32Array;
+  refs: ChunkRefs;
+  /** Frames to append, in order: chunk indices, their raw lengths, the frames being sealed. */
+  parts: Array<{ writer: ContainerWriter; idx: number[]; rawLengths: number[]; estimate: number; frames: Promise<Buffer[]>; last: boolean }>;
+  /** Chunks equal to an earlier chunk of this put. */
+  sameAs: Array<[number, number]>;
+  /** Chunks equal to a new chunk of an earlier put, not appended when this one was planned. */
+  waits: Array<[number, PendingChunk]>;
+  /** This put's new chunks, as later puts may meet them. */
+  mine: Array<[number, string, PendingChunk]>;
+}
 
 export class ChunkStore {
   readonly chunker: Chunker;
@@ -186,7 +214,16 @@ export class ChunkStore {
   private readonly recent = new FingerprintTable();
   /** Index entries of the open container not yet written to LevelDB. */
   private staged: Array<[Buffer, ChunkRef]> = [];
+  /** The container new chunks are planned into (see planPut). */
   private writer: ContainerWriter | undefined;
+  /** Containers that received plans and are not being sealed yet: the open one and rolled ones. */
+  private readonly filling = new Map<number, ContainerWriter>();
+  /** Per filling container: the next seq to plan and its planned size (estimated until appended). */
+  private readonly planned = new WeakMap<ContainerWriter, { seq: number; bytes: number }>();
+  /** New chunks of puts whose frames are not appended yet, by fingerprint: later puts wait for them. */
+  private readonly pending = new Map<string, PendingChunk>();
+  /** The puts' appends, in put order. */
+  private appends: Promise<unknown> = Promise.resolve();
   /** The next container id (read once; this process alone writes it), and the queue of their synced writes. */
   private nextContainerId: number | undefined;
   private containerKeysWritten: Promise<unknown> = Promise.resolve();
@@ -309,7 +346,7 @@ export class ChunkStore {
 
   /** Like `putChunks` with the fingerprints (16 bytes each, in order) already computed. */
   async putHashed(chunks: Uint8Array[], fingerprints: Buffer): Promise<StoredChunk[]> {
-    const refs = await this.exclusive(() => this.putLocked(chunks.length, (i) => chunks[i], fingerprints));
+    const refs = await this.put(chunks.length, (i) => chunks[i], fingerprints);
     return Array.from(chunks, (_, i) => ({ fingerprint: fingerprints.subarray(i * 16, i * 16 + 16), ref: refAt(refs, i) }));
   }
 
@@ -320,7 +357,7 @@ export class ChunkStore {
    */
   putCut(view: Uint8Array, cuts: Uint32Array, fingerprints: Buffer): Promise<ChunkRefs> {
     const chunk = (i: number): Uint8Array => view.subarray(i === 0 ? 0 : cuts[i - 1], cuts[i]);
-    return this.exclusive(() => this.putLocked(cuts.length, chunk, fingerprints));
+    return this.put(cuts.length, chunk, fingerprints);
   }
 
   /**
@@ -344,12 +381,26 @@ export class ChunkStore {
     return { cuts, fingerprints };
   }
 
-  /** Stores `n` chunks (`chunk(i)`, fingerprint i of `fingerprints`) under the store lock. */
-  private async putLocked(n: number, chunk: (i: number) => Uint8Array, fingerprints: Buffer): Promise<ChunkRefs> {
+  /**
+   * Stores `n` chunks (`chunk(i)`, fingerprint i of `fingerprints`), in two steps so that puts
+   * overlap: the plan (lookups, and a container and seq for each new chunk, whose sealing it
+   * starts) runs under the store lock; the appends run after the seals, in put order, while the
+   * next put plans. Before this the seal workers waited for each put's appends and the next
+   * plan, and the event loop for the seals. Resolves when the chunks are appended: `chunk(i)`
+   * is not read after that.
+   */
+  private async put(n: number, chunk: (i: number) => Uint8Array, fingerprints: Buffer): Promise<ChunkRefs> {
+    const plan = await this.exclusive(() => this.planPut(n, chunk, fingerprints), { drain: false });
+    const done = this.appends.then(() => this.appendPut(plan));
+    this.appends = done.catch(() => undefined);
+    return done;
+  }
+
+  private async planPut(n: number, chunk: (i: number) => Uint8Array, fingerprints: Buffer): Promise<PlannedPut> {
     if (this.sealFailure) throw this.sealFailure;
     if (fingerprints.length < n * 16) throw new RangeError(`${n} chunks need ${n * 16} bytes of fingerprints, got ${fingerprints.length}`);
     const words = fingerprintWords(fingerprints.subarray(0, n * 16));
-    const refs: ChunkRefs = new Uint32Array(n * REF_WORDS);
+    const plan: PlannedPut = { n, fingerprints, words, refs: new Uint32Array(n * REF_WORDS), parts: [], sameAs: [], waits: [], mine: [] };
     const unknown: number[] = [];
     const recent = this.recent;
     const locality = this.locality.table;
@@ -357,40 +408,46 @@ export class ChunkStore {
       let slot = recent.find(words, i);
       if (slot >= 0) {
         this.cacheHits.recent++;
-        recent.copyRef(slot, refs, i);
+        recent.copyRef(slot, plan.refs, i);
       } else if ((slot = locality.find(words, i)) >= 0) {
         this.cacheHits.locality++;
-        locality.copyRef(slot, refs, i);
+        locality.copyRef(slot, plan.refs, i);
       } else {
         unknown.push(i);
       }
     }
-    if (unknown.length > 0) await this.placeUnknown(unknown, chunk, fingerprints, words, refs);
+    // In the same turn as the cache lookups: an earlier put's new chunk is in the caches once
+    // appended, and in `pending` until then.
+    const asked: number[] = [];
+    for (const i of unknown) {
+      const waited = this.pending.size > 0 ? this.pending.get(fingerprints.toString('latin1', i * 16, i * 16 + 16)) : undefined;
+      if (waited) plan.waits.push([i, waited]);
+      else asked.push(i);
+    }
+    if (asked.length > 0) await this.placeUnknown(plan, asked, chunk);
     if (this.gcLive) for (let i = 0; i < n; i++) this.gcLive.add(fingerprints.subarray(i * 16, i * 16 + 16));
-    return refs;
+    return plan;
   }
 
-  /** Chunks the caches missed: the index, else stored (the first of equal ones in the batch). */
-  private async placeUnknown(unknown: number[], chunk: (i: number) => Uint8Array, fingerprints: Buffer, words: Int32Array, refs: ChunkRefs): Promise<void> {
-    const fps = unknown.map((i) => fingerprints.subarray(i * 16, i * 16 + 16));
-    const found = await this.lookupUnknown(fps);
+  /** Chunks nothing in memory knows: the index, else new (the first of equal ones in the put). */
+  private async placeUnknown(plan: PlannedPut, unknown: number[], chunk: (i: number) => Uint8Array): Promise<void> {
+    const fp = (i: number) => plan.fingerprints.subarray(i * 16, i * 16 + 16);
+    const found = await this.lookupUnknown(unknown.map(fp));
     const fresh: number[] = [];
-    const firstInBatch = new Map<string, number>();
-    const sameAs: Array<[number, number]> = [];
+    const firstInPut = new Map<string, number>();
     unknown.forEach((i, j) => {
       const ref = found[j];
-      if (ref) return setRef(refs, i, ref);
-      const key = fps[j].toString('latin1');
-      const first = firstInBatch.get(key);
-      if (first === undefined) {
-        firstInBatch.set(key, i);
-        fresh.push(i);
-      } else {
-        sameAs.push([i, first]);
-      }
+      if (ref) return setRef(plan.refs, i, ref);
+      const key = fp(i).toString('latin1');
+      const first = firstInPut.get(key);
+      if (first !== undefined) return void plan.sameAs.push([i, first]);
+      firstInPut.set(key, i);
+      fresh.push(i);
+      const entry: PendingChunk = {};
+      this.pending.set(key, entry);
+      plan.mine.push([i, key, entry]);
     });
-    if (fresh.length > 0) await this.storeFresh(fresh, chunk, fingerprints, words, refs);
-    for (const [i, first] of sameAs) refs.copyWithin(i * REF_WORDS, first * REF_WORDS, first * REF_WORDS + REF_WORDS);
+    if (fresh.length > 0) await this.planFresh(plan, fresh, chunk);
   }
 
   /** Index lookups for chunks missed by the caches; loads the hit containers' footers. */
@@ -407,7 +464,7 @@ export class ChunkStore {
   }
 
   private async loadLocality(id: number): Promise<void> {
-    if (this.writer?.id === id || this.sealing.has(id)) return;
+    if (this.filling.has(id) || this.sealing.has(id)) return;
     try {
       const reader = await this.reader(id);
       const footer = await reader.footer();
@@ -418,61 +475,98 @@ export class ChunkStore {
     }
   }
 
-  /** Seals new chunks into containers, in stream order, rolling to a new container when full. */
-  private async storeFresh(
-    fresh: number[],
-    chunk: (i: number) => Uint8Array,
-    fingerprints: Buffer,
-    words: Int32Array,
-    refs: ChunkRefs,
-  ): Promise<void> {
-    const raws = fresh.map(chunk);
-    const fp = (i: number): Buffer => fingerprints.subarray(i * 16, i * 16 + 16);
+  /**
+   * Plans new chunks into containers in stream order, rolling to a new container when the
+   * planned size (estimated from the recent compression ratio until appended) reaches the
+   * target, and starts sealing each part.
+   */
+  private async planFresh(plan: PlannedPut, fresh: number[], chunk: (i: number) => Uint8Array): Promise<void> {
     let start = 0;
     while (start < fresh.length) {
       const writer = await this.openWriter();
-      let budget = CONTAINER_TARGET_SIZE - writer.size;
+      const state = this.planned.get(writer)!;
+      let estimate = 0;
       let end = start;
       do {
-        budget -= raws[end].length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
+        estimate += chunk(fresh[end]).length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
         end++;
-      } while (end < fresh.length && budget > 0);
-      const part = fresh.slice(start, end);
+      } while (end < fresh.length && state.bytes + estimate < CONTAINER_TARGET_SIZE);
+      const idx = fresh.slice(start, end);
+      const raws = idx.map(chunk);
       const key = await this.dataKey(writer.id);
-      const firstSeq = writer.nextSeq();
-      const frames = await this.codec.seal(
+      const firstSeq = state.seq;
+      state.seq += idx.length;
+      state.bytes += estimate;
+      const frames = this.codec.seal(
         key,
-        part.map((i, j) => ({ containerId: writer.id, seq: firstSeq + j, fingerprint: fp(i), raw: raws[start + j] })),
+        idx.map((i, j) => ({ containerId: writer.id, seq: firstSeq + j, fingerprint: plan.fingerprints.subarray(i * 16, i * 16 + 16), raw: raws[j] })),
       );
-      let raw = 0;
-      let stored = 0;
-      part.forEach((i, j) => {
-        const rawLength = raws[start + j].length;
-        const ref = writer.append(fp(i), frames[j], rawLength);
-        setRef(refs, i, ref);
-        this.recent.set(words, i, ref);
-        this.staged.push([fp(i), ref]);
-        raw += rawLength;
-        stored += frames[j].length;
-      });
-      this.stats.chunks += part.length;
-      this.stats.uniqueBytes += raw;
-      if (raw > 0) this.compressRatio = 0.7 * this.compressRatio + 0.3 * Math.min(1.05, stored / raw);
-      if (writer.size >= CONTAINER_TARGET_SIZE) {
-        // Backpressure: a slow disk must not let sealed-but-unwritten containers pile up.
-        while (this.sealing.size >= MAX_SEALING) await Promise.race(this.sealing.values());
-        this.sealInBackground();
-      }
+      frames.catch(() => undefined); // appendPut reports it
+      const last = state.bytes >= CONTAINER_TARGET_SIZE;
+      if (last) this.writer = undefined; // the next part opens the next container
+      plan.parts.push({ writer, idx, rawLengths: raws.map((r) => r.length), estimate, frames, last });
       start = end;
+    }
+  }
+
+  /**
+   * Appends a planned put's frames once sealed, in put order; a container whose last planned
+   * part this is starts sealing. A failure here leaves containers with planned seqs that never
+   * come, so the store fails every later write until it is reopened (as a failed seal does).
+   */
+  private async appendPut(plan: PlannedPut): Promise<ChunkRefs> {
+    try {
+      const { refs, words, fingerprints } = plan;
+      const fp = (i: number): Buffer => fingerprints.subarray(i * 16, i * 16 + 16);
+      for (const part of plan.parts) {
+        const frames = await part.frames;
+        let raw = 0;
+        let stored = 0;
+        part.idx.forEach((i, j) => {
+          const ref = part.writer.append(fp(i), frames[j], part.rawLengths[j]);
+          setRef(refs, i, ref);
+          this.recent.set(words, i, ref);
+          this.staged.push([fp(i), ref]);
+          raw += part.rawLengths[j];
+          stored += frames[j].length;
+        });
+        this.planned.get(part.writer)!.bytes += stored - part.estimate;
+        this.stats.chunks += part.idx.length;
+        this.stats.uniqueBytes += raw;
+        if (raw > 0) this.compressRatio = 0.7 * this.compressRatio + 0.3 * Math.min(1.05, stored / raw);
+        if (part.last) {
+          // Backpressure: a slow disk must not let sealed-but-unwritten containers pile up.
+          while (this.sealing.size >= MAX_SEALING) await Promise.race(this.sealing.values());
+          this.sealInBackground(part.writer);
+        }
+      }
+      for (const [i, key, entry] of plan.mine) {
+        entry.ref = refAt(refs, i);
+        if (this.pending.get(key) === entry) this.pending.delete(key);
+      }
+      for (const [i, first] of plan.sameAs) refs.copyWithin(i * REF_WORDS, first * REF_WORDS, first * REF_WORDS + REF_WORDS);
+      for (const [i, entry] of plan.waits) {
+        if (!entry.ref) throw new Error('a chunk this write shares with an earlier one was not stored (that write failed)');
+        setRef(refs, i, entry.ref);
+      }
+      return refs;
+    } catch (err) {
+      for (const [, key, entry] of plan.mine) if (this.pending.get(key) === entry) this.pending.delete(key);
+      this.sealFailure ??= new Error(`storing new chunks failed: ${(err as Error).message}; reopen the store`, { cause: err });
+      throw err;
     }
   }
 
   private async openWriter(): Promise<ContainerWriter> {
     if (this.writer) return this.writer;
-    this.writer = await this.newContainer();
+    const writer = await this.newContainer();
+    this.writer = writer;
+    this.filling.set(writer.id, writer);
+    this.planned.set(writer, { seq: writer.nextSeq(), bytes: writer.size });
     this.stats.containers++;
-    return this.writer;
+    return writer;
   }
+
 
   /**
    * A new container: the id is consumed and the key durable before its first byte exists. The
@@ -552,7 +646,7 @@ export class ChunkStore {
    */
   async scrubIndex(): Promise<{ entries: number; dangling: number; sample: Array<{ fingerprint: string; container: number }> }> {
     const present = new Set((await listContainers(this.containersDir)).map((c) => c.id));
-    if (this.writer) present.add(this.writer.id);
+    for (const id of this.filling.keys()) present.add(id);
     for (const id of this.sealing.keys()) present.add(id);
     const out = { entries: 0, dangling: 0, sample: [] as Array<{ fingerprint: string; container: number }> };
     for await (const [fp, ref] of this.index.entries()) {
@@ -783,7 +877,7 @@ export class ChunkStore {
     const range = after >= 0 ? { gt: containerKey(after) } : {};
     for await (const k of this.gcTables.candidates.keys(range)) {
       const id = k.readUInt32BE(0);
-      if (id !== this.writer?.id && !this.sealing.has(id)) out.push(id);
+      if (!this.filling.has(id) && !this.sealing.has(id)) out.push(id);
       if (out.length >= limit) break;
     }
     return out;
@@ -804,7 +898,7 @@ export class ChunkStore {
       const res: GcContainerResult = { container: id, action: 'skipped', chunks: 0, liveChunks: 0, freedBytes: 0, movedChunks: 0, movedBytes: 0, into: null, reason: null, pagesRead: 0, references: 0 };
       const live = this.gcLive;
       if (!live) throw new Error('collectContainer needs beginGc first');
-      if (this.writer?.id === id || this.sealing.has(id)) return { ...res, reason: 'open or being sealed' };
+      if (this.filling.has(id) || this.sealing.has(id)) return { ...res, reason: 'open or being sealed' };
       const path = containerPath(this.containersDir, id, true);
       const size = await stat(path).then((st) => st.size, () => -1);
       if (!(await this.containerExists(id))) {
@@ -1025,10 +1119,11 @@ export class ChunkStore {
    * container must not stall the stream. Its index entries are written once it is durable;
    * until then its chunks are found in `recent`.
    */
-  private sealInBackground(): void {
-    const writer = this.writer;
+  /** Seals a filling container (the open one by default) in the background. */
+  private sealInBackground(writer = this.writer): void {
     if (!writer) return;
-    this.writer = undefined;
+    if (writer === this.writer) this.writer = undefined;
+    this.filling.delete(writer.id);
     const entries = this.staged;
     this.staged = [];
     const done = this.finishSeal(writer, entries)
@@ -1096,9 +1191,9 @@ export class ChunkStore {
   }
 
   private async readRun(container: number, run: StoredChunk[], target?: { buf: Buffer; at: number }): Promise<Buffer[]> {
-    const writer = this.writer;
-    if (writer?.id === container) {
-      // The open container may still hold these frames in memory only.
+    const writer = this.filling.get(container);
+    if (writer) {
+      // A filling container may still hold these frames in memory only.
       return Promise.all(run.map((c) => writer.read(c.ref, c.fingerprint)));
     }
     try {
@@ -1296,9 +1391,19 @@ export class ChunkStore {
   }
 
   /** Runs store mutations one at a time (several drives may write at once). */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` alone among the store's operations. With `drain` (all but a put's plan) the puts'
+   * appends have all run first, so `fn` sees every planned chunk stored.
+   */
+  private exclusive<T>(fn: () => Promise<T>, { drain = true } = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('chunk store is closed'));
-    const run = this.lock.then(fn, fn).catch((err: Error) => {
+    const body = drain
+      ? async () => {
+          await this.appends;
+          return fn();
+        }
+      : fn;
+    const run = this.lock.then(body, body).catch((err: Error) => {
       throw explainStorageError(err, this.dir);
     });
     this.lock = run.catch(() => undefined);

@@ -20,6 +20,8 @@ export const RECIPE_ENTRY = 36;
 export const PAGE_ENTRIES = 1024;
 /** Bytes gathered before chunking, so that small writes cost a copy and nothing else. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Batch buffers per stream writer: one filling, two being stored. */
+const BATCH_BUFFERS = 3;
 const MAX_FREE_BATCH_BUFFERS = 8;
 const MAX_DISTINCT_TRACKED = 1_000_000;
 
@@ -371,13 +373,16 @@ class RecipeWriter implements StreamWriter {
   private syncedLength: number;
   private pos: number;
   /**
-   * Gathered input. Two shared-memory buffers alternate: one batch is cut, fingerprinted and
-   * sealed on other threads while the next one fills. New bytes start at `reserve`; the
-   * unfinished chunk of the previous batch, known only once that batch is cut, is copied in
-   * front of them.
+   * Gathered input. BATCH_BUFFERS shared-memory buffers take turns: while one fills, the
+   * batches before it are cut, fingerprinted, sealed and appended on other threads and in the
+   * store's pipeline (two in flight keep both cores busy where one left the store idle between
+   * batches). New bytes start at `reserve`; the unfinished chunk of the previous batch, known
+   * only once that batch is cut, is copied in front of them.
    */
-  private batch: Batch;
-  private spare: Batch;
+  private readonly batches: Batch[];
+  /** The batch filling now, and per buffer the storing of the batch that used it last. */
+  private turn = 0;
+  private readonly storing: Array<Promise<void> | undefined>;
   private readonly reserve: number;
   /** Where the previous batch's unfinished chunk lies, once it is cut. */
   private carried: Promise<{ buf: Buffer; start: number; end: number }> | undefined;
@@ -408,8 +413,8 @@ class RecipeWriter implements StreamWriter {
       const buf = streams.takeBatchBuffer(this.reserve + BATCH_BYTES);
       return { buf, start: this.reserve, fill: this.reserve };
     };
-    this.batch = newBatch();
-    this.spare = newBatch();
+    this.batches = Array.from({ length: BATCH_BUFFERS }, newBatch);
+    this.storing = new Array(BATCH_BUFFERS).fill(undefined);
     // Its own ArrayBuffer: 4-aligned for the word view (entries are 9 words).
     this.page = Buffer.from(new ArrayBuffer(PAGE_ENTRIES * RECIPE_ENTRY));
     this.pageWords = new Int32Array(this.page.buffer);
@@ -435,7 +440,7 @@ class RecipeWriter implements StreamWriter {
     const end = this.reserve + BATCH_BYTES;
     let at = 0;
     while (at < data.length) {
-      const b = this.batch;
+      const b = this.batches[this.turn];
       const n = Math.min(data.length - at, end - b.fill);
       b.buf.set(data.subarray(at, at + n), b.fill);
       b.fill += n;
@@ -447,11 +452,11 @@ class RecipeWriter implements StreamWriter {
 
   /**
    * Hands the gathered batch to the store: it is cut and fingerprinted on the codec pool's
-   * thread, then stored; its entries join the recipe in order. Returns once the other buffer
-   * is free to fill, so at most one batch is in flight while the next one fills.
+   * thread, then stored; its entries join the recipe in order. Returns once the next buffer
+   * is free to fill, so at most BATCH_BUFFERS - 1 batches are in flight while one fills.
    */
   private async submit(final: boolean): Promise<void> {
-    const b = this.batch;
+    const b = this.batches[this.turn];
     const carried = this.carried;
     this.carried = undefined;
     if (carried) {
@@ -477,14 +482,15 @@ class RecipeWriter implements StreamWriter {
         this.addEntries(now.value.fingerprints, now.value.refs);
         if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
       });
-      // Errors surface at the next write or sync; keep them from being reported as unhandled.
+      // Errors surface at a later write or the sync; keep them from being reported as unhandled.
       this.inflight.catch(() => undefined);
+      this.storing[this.turn] = this.inflight;
     }
-    // The other buffer is free once the batch that used it is stored.
-    await previous;
-    this.batch = this.spare;
-    this.spare = b;
-    this.batch.start = this.batch.fill = this.reserve;
+    // The next buffer is free once the batch that used it is stored.
+    this.turn = (this.turn + 1) % this.batches.length;
+    await this.storing[this.turn];
+    const next = this.batches[this.turn];
+    next.start = next.fill = this.reserve;
   }
 
   /** Waits for every batch in flight (before a sync point). */
@@ -557,7 +563,7 @@ class RecipeWriter implements StreamWriter {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    this.streams.releaseWriter(this.id, [this.batch.buf, this.spare.buf]);
+    this.streams.releaseWriter(this.id, this.batches.map((b) => b.buf));
   }
 
   private check(): void {
