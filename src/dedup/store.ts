@@ -192,7 +192,6 @@ interface PendingChunk {
 
 /** A put between its plan (under the store lock) and its appends (in put order, after the seals). */
 interface PlannedPut {
-  n: number;
   fingerprints: Buffer;
   words: Int32Array;
   refs: ChunkRefs;
@@ -400,7 +399,7 @@ export class ChunkStore {
     if (this.sealFailure) throw this.sealFailure;
     if (fingerprints.length < n * 16) throw new RangeError(`${n} chunks need ${n * 16} bytes of fingerprints, got ${fingerprints.length}`);
     const words = fingerprintWords(fingerprints.subarray(0, n * 16));
-    const plan: PlannedPut = { n, fingerprints, words, refs: new Uint32Array(n * REF_WORDS), parts: [], sameAs: [], waits: [], mine: [] };
+    const plan: PlannedPut = { fingerprints, words, refs: new Uint32Array(n * REF_WORDS), parts: [], sameAs: [], waits: [], mine: [] };
     const unknown: number[] = [];
     const recent = this.recent;
     const locality = this.locality.table;
@@ -424,7 +423,13 @@ export class ChunkStore {
       if (waited) plan.waits.push([i, waited]);
       else asked.push(i);
     }
-    if (asked.length > 0) await this.placeUnknown(plan, asked, chunk);
+    try {
+      if (asked.length > 0) await this.placeUnknown(plan, asked, chunk);
+    } catch (err) {
+      // Seqs handed to parts whose frames will never be appended: the container cannot go on.
+      this.abandonPut(plan, err as Error, plan.parts.length > 0);
+      throw err;
+    }
     if (this.gcLive) for (let i = 0; i < n; i++) this.gcLive.add(fingerprints.subarray(i * 16, i * 16 + 16));
     return plan;
   }
@@ -551,10 +556,15 @@ export class ChunkStore {
       }
       return refs;
     } catch (err) {
-      for (const [, key, entry] of plan.mine) if (this.pending.get(key) === entry) this.pending.delete(key);
-      this.sealFailure ??= new Error(`storing new chunks failed: ${(err as Error).message}; reopen the store`, { cause: err });
+      this.abandonPut(plan, err as Error, true);
       throw err;
     }
+  }
+
+  /** A put that failed: later puts stop waiting for its chunks; with `fatal` the store stops storing. */
+  private abandonPut(plan: PlannedPut, err: Error, fatal: boolean): void {
+    for (const [, key, entry] of plan.mine) if (this.pending.get(key) === entry) this.pending.delete(key);
+    if (fatal) this.sealFailure ??= new Error(`storing new chunks failed: ${err.message}; reopen the store`, { cause: err });
   }
 
   private async openWriter(): Promise<ContainerWriter> {
