@@ -375,9 +375,9 @@ class RecipeWriter implements StreamWriter {
   /**
    * Gathered input. BATCH_BUFFERS shared-memory buffers take turns: while one fills, the
    * batches before it are cut, fingerprinted, sealed and appended on other threads and in the
-   * store's pipeline (two in flight keep both cores busy where one left the store idle between
-   * batches). New bytes start at `reserve`; the unfinished chunk of the previous batch, known
-   * only once that batch is cut, is copied in front of them.
+   * store's pipeline (with two in flight, one batch's cut and plan overlap the seals and
+   * appends of the one before). New bytes start at `reserve`; the unfinished chunk of the
+   * previous batch, known only once that batch is cut, is copied in front of them.
    */
   private readonly batches: Batch[];
   /** The batch filling now, and per buffer the storing of the batch that used it last. */
