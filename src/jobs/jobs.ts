@@ -173,9 +173,13 @@ export class Jobs {
     return l ? l.done : this.get(id);
   }
 
-  /** Running jobs of a kind (and target), to refuse a second copy of exclusive work. */
+  /**
+   * Running jobs of a kind (and target), to refuse a second copy of exclusive work. A job whose
+   * work has ended is not one of them while its record is still being saved: a client that saw
+   * it end may start the next at once.
+   */
   running(kind: string, target?: string | null): JobRecord[] {
-    return [...this.live.values()].map((l) => l.rec).filter((r) => r.kind === kind && (target === undefined || r.target === target));
+    return [...this.live.values()].map((l) => l.rec).filter((r) => r.state === 'running' && r.kind === kind && (target === undefined || r.target === target));
   }
 
   /** Cancels every running job and waits for them to record their end (shutdown). */

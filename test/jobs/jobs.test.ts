@@ -128,3 +128,21 @@ test('a schedule starts its job periodically, never a second copy while one runs
   expect(started).toBe(n); // closed: no more
   expect(() => schedule.every(0, 'x', async () => undefined)).toThrow(RangeError);
 });
+
+test('a job that has ended is not running any more, even while its record is still being saved', async () => {
+  const jobs = new Jobs(db);
+  for (let round = 0; round < 20; round++) {
+    const { id } = await jobs.start({ kind: 'verify', target: 'VT0002L7', run: async () => ({ ok: true }) });
+    // Look at every turn of the event loop: the first that shows the job ended must not also
+    // count it as running (a client that saw it end could not start the next one).
+    for (;;) {
+      const seen = await jobs.get(id);
+      if (seen.state !== 'running') {
+        expect(jobs.running('verify', 'VT0002L7'), `round ${round}`).toEqual([]);
+        break;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await jobs.wait(id);
+  }
+});
