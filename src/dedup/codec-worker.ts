@@ -6,10 +6,10 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createChunker, type Chunker } from './chunker.js';
-import { IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
+import { FRAME_OVERHEAD, IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
 import type { CodecReply, CodecRequest, CutRequest, ReadRequest, SealRequest } from './codec-pool.js';
 import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
-import { NATIVE_FRAME_OVERHEAD, framesAddon, type FramesAddon } from './frames-native.js';
+import { framesAddon, type FramesAddon } from './frames-native.js';
 
 const port = parentPort!;
 const MAX_FDS = 64;
@@ -45,7 +45,7 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
 /** A batch in one call to the C codec, into a reply block of the exact size. */
 function sealNative(codec: FramesAddon, req: SealRequest): CodecReply {
   let need = 0;
-  for (const n of req.lengths) need += n + NATIVE_FRAME_OVERHEAD;
+  for (const n of req.lengths) need += n + FRAME_OVERHEAD;
   if (sealScratch.length < need) sealScratch = new Uint8Array(Math.max(need, 2 * sealScratch.length));
   const bounds = new Uint32Array(req.lengths.length + 1);
   const used = codec.sealFrames(req.key, req.containers, req.seqs, req.fingerprints, req.data, req.starts, req.lengths, sealScratch, bounds);

@@ -35,9 +35,6 @@ export interface FramesAddon {
   ): undefined | { index: number; reason: string };
 }
 
-/** Frame bytes besides the payload (header, encrypted fingerprint, tag), as in container.ts. */
-export const NATIVE_FRAME_OVERHEAD = 48;
-
 // src/dedup and dist/dedup are both two levels below the repository root.
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/vtl_frames.node', import.meta.url));
 

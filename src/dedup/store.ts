@@ -197,9 +197,7 @@ interface PlannedPut {
   refs: ChunkRefs;
   /** Frames to append, in order: chunk indices, their raw lengths, the frames being sealed. */
   parts: Array<{ writer: ContainerWriter; idx: number[]; rawLengths: number[]; estimate: number; frames: Promise<Buffer[]>; last: boolean }>;
-  /** Chunks equal to an earlier chunk of this put. */
-  sameAs: Array<[number, number]>;
-  /** Chunks equal to a new chunk of an earlier put, not appended when this one was planned. */
+  /** Chunks equal to a new chunk not appended when this put was planned (of this put or an earlier one). */
   waits: Array<[number, PendingChunk]>;
   /** This put's new chunks, as later puts may meet them. */
   mine: Array<[number, string, PendingChunk]>;
@@ -399,7 +397,7 @@ export class ChunkStore {
     if (this.sealFailure) throw this.sealFailure;
     if (fingerprints.length < n * 16) throw new RangeError(`${n} chunks need ${n * 16} bytes of fingerprints, got ${fingerprints.length}`);
     const words = fingerprintWords(fingerprints.subarray(0, n * 16));
-    const plan: PlannedPut = { fingerprints, words, refs: new Uint32Array(n * REF_WORDS), parts: [], sameAs: [], waits: [], mine: [] };
+    const plan: PlannedPut = { fingerprints, words, refs: new Uint32Array(n * REF_WORDS), parts: [], waits: [], mine: [] };
     const unknown: number[] = [];
     const recent = this.recent;
     const locality = this.locality.table;
@@ -418,13 +416,19 @@ export class ChunkStore {
     // In the same turn as the cache lookups: an earlier put's new chunk is in the caches once
     // appended, and in `pending` until then.
     const asked: number[] = [];
+    const keys: string[] = [];
     for (const i of unknown) {
-      const waited = this.pending.size > 0 ? this.pending.get(fingerprints.toString('latin1', i * 16, i * 16 + 16)) : undefined;
-      if (waited) plan.waits.push([i, waited]);
-      else asked.push(i);
+      const key = fingerprints.toString('latin1', i * 16, i * 16 + 16);
+      const waited = this.pending.get(key);
+      if (waited) {
+        plan.waits.push([i, waited]);
+      } else {
+        asked.push(i);
+        keys.push(key);
+      }
     }
     try {
-      if (asked.length > 0) await this.placeUnknown(plan, asked, chunk);
+      if (asked.length > 0) await this.placeUnknown(plan, asked, keys, chunk);
     } catch (err) {
       // Seqs handed to parts whose frames will never be appended: the container cannot go on.
       this.abandonPut(plan, err as Error, plan.parts.length > 0);
@@ -434,19 +438,19 @@ export class ChunkStore {
     return plan;
   }
 
-  /** Chunks nothing in memory knows: the index, else new (the first of equal ones in the put). */
-  private async placeUnknown(plan: PlannedPut, unknown: number[], chunk: (i: number) => Uint8Array): Promise<void> {
-    const fp = (i: number) => plan.fingerprints.subarray(i * 16, i * 16 + 16);
-    const found = await this.lookupUnknown(unknown.map(fp));
+  /**
+   * Chunks nothing in memory knows: the index, else new. The first of equal ones in the put is
+   * new; the others wait for it in `pending`, as chunks of later puts do.
+   */
+  private async placeUnknown(plan: PlannedPut, unknown: number[], keys: string[], chunk: (i: number) => Uint8Array): Promise<void> {
+    const found = await this.lookupUnknown(unknown.map((i) => plan.fingerprints.subarray(i * 16, i * 16 + 16)));
     const fresh: number[] = [];
-    const firstInPut = new Map<string, number>();
     unknown.forEach((i, j) => {
       const ref = found[j];
       if (ref) return setRef(plan.refs, i, ref);
-      const key = fp(i).toString('latin1');
-      const first = firstInPut.get(key);
-      if (first !== undefined) return void plan.sameAs.push([i, first]);
-      firstInPut.set(key, i);
+      const key = keys[j];
+      const first = this.pending.get(key);
+      if (first) return void plan.waits.push([i, first]);
       fresh.push(i);
       const entry: PendingChunk = {};
       this.pending.set(key, entry);
@@ -486,6 +490,7 @@ export class ChunkStore {
    * target, and starts sealing each part.
    */
   private async planFresh(plan: PlannedPut, fresh: number[], chunk: (i: number) => Uint8Array): Promise<void> {
+    const all = fresh.map(chunk);
     let start = 0;
     while (start < fresh.length) {
       const writer = await this.openWriter();
@@ -493,11 +498,11 @@ export class ChunkStore {
       let estimate = 0;
       let end = start;
       do {
-        estimate += chunk(fresh[end]).length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
+        estimate += all[end].length * this.compressRatio + FRAME_OVERHEAD_ESTIMATE;
         end++;
       } while (end < fresh.length && state.bytes + estimate < CONTAINER_TARGET_SIZE);
       const idx = fresh.slice(start, end);
-      const raws = idx.map(chunk);
+      const raws = all.slice(start, end);
       const key = await this.dataKey(writer.id);
       const firstSeq = state.seq;
       state.seq += idx.length;
@@ -528,10 +533,11 @@ export class ChunkStore {
         let raw = 0;
         let stored = 0;
         part.idx.forEach((i, j) => {
-          const ref = part.writer.append(fp(i), frames[j], part.rawLengths[j]);
+          const f = fp(i);
+          const ref = part.writer.append(f, frames[j], part.rawLengths[j]);
           setRef(refs, i, ref);
           this.recent.set(words, i, ref);
-          this.staged.push([fp(i), ref]);
+          this.staged.push([f, ref]);
           raw += part.rawLengths[j];
           stored += frames[j].length;
         });
@@ -549,7 +555,6 @@ export class ChunkStore {
         entry.ref = refAt(refs, i);
         if (this.pending.get(key) === entry) this.pending.delete(key);
       }
-      for (const [i, first] of plan.sameAs) refs.copyWithin(i * REF_WORDS, first * REF_WORDS, first * REF_WORDS + REF_WORDS);
       for (const [i, entry] of plan.waits) {
         if (!entry.ref) throw new Error('a chunk this write shares with an earlier one was not stored (that write failed)');
         setRef(refs, i, entry.ref);
@@ -576,7 +581,6 @@ export class ChunkStore {
     this.stats.containers++;
     return writer;
   }
-
 
   /**
    * A new container: the id is consumed and the key durable before its first byte exists. The
@@ -1125,11 +1129,10 @@ export class ChunkStore {
   }
 
   /**
-   * Seals the open container while ingest goes on into a new one: the fsyncs of a full
-   * container must not stall the stream. Its index entries are written once it is durable;
-   * until then its chunks are found in `recent`.
+   * Seals a filling container (the open one by default) while ingest goes on into a new one:
+   * the fsyncs of a full container must not stall the stream. Its index entries are written
+   * once it is durable; until then its chunks are found in `recent`.
    */
-  /** Seals a filling container (the open one by default) in the background. */
   private sealInBackground(writer = this.writer): void {
     if (!writer) return;
     if (writer === this.writer) this.writer = undefined;
@@ -1400,10 +1403,10 @@ export class ChunkStore {
     });
   }
 
-  /** Runs store mutations one at a time (several drives may write at once). */
   /**
-   * Runs `fn` alone among the store's operations. With `drain` (all but a put's plan) the puts'
-   * appends have all run first, so `fn` sees every planned chunk stored.
+   * Runs store mutations one at a time (several drives may write at once). With `drain` (all
+   * but a put's plan) the puts' appends have all run first, so `fn` sees every planned chunk
+   * stored.
    */
   private exclusive<T>(fn: () => Promise<T>, { drain = true } = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('chunk store is closed'));

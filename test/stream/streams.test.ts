@@ -5,18 +5,7 @@ import { IntegrityError } from '../../src/dedup/container.js';
 import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
 import { RECIPE_ENTRY, pageKey } from '../../src/stream/recipes.js';
 import { backupLikeBytes, randomBytes, seededRng, withTempDir } from '../helpers/data.js';
-
-async function withStore<T>(fn: (s: DataStore, dir: string) => Promise<T>): Promise<T> {
-  return withTempDir(async (dir) => {
-    await initDataStore(dir);
-    const s = await openDataStore(dir);
-    try {
-      return await fn(s, dir);
-    } finally {
-      await s.close();
-    }
-  });
-}
+import { withStore } from '../helpers/store.js';
 
 async function writeAll(s: DataStore, data: Buffer, slice: number, syncEvery = Infinity): Promise<string> {
   const id = await s.streams.create();

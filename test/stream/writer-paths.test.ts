@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RecipeStreams, pageKey, type ChunkSource } from '../../src/stream/recipes.js';
-import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
-import { backupLikeBytes, withTempDir } from '../helpers/data.js';
+import type { DataStore } from '../../src/stream/store.js';
+import { backupLikeBytes } from '../helpers/data.js';
+import { withStore } from '../helpers/store.js';
 
 /** The chunk store seen through ChunkSource without `putCut`: writers fall back to `putHashed`. */
 function withoutPutCut(s: DataStore): ChunkSource {
@@ -44,29 +45,23 @@ async function readAll(streams: RecipeStreams<ChunkSource>, id: string): Promise
 
 describe('stream writer store paths', () => {
   it('putCut and the putHashed fallback write identical recipes that read back bit for bit', async () => {
-    await withTempDir(async (dir) => {
-      await initDataStore(dir);
-      const s = await openDataStore(dir);
-      try {
-        // Repeats inside the data, so batches hold duplicates of chunks of the same batch too.
-        const part = backupLikeBytes(3 * 1024 * 1024 + 4321, 21);
-        const data = Buffer.concat([part, backupLikeBytes(2 * 1024 * 1024, 22), part, part.subarray(1000)]);
-        const fast = s.streams as unknown as RecipeStreams<ChunkSource>;
-        const slow = new RecipeStreams<ChunkSource>(s.db, withoutPutCut(s));
-        const viaFallback = await write(slow, data); // stores the chunks
-        const stored = s.chunks.getStats().chunks;
-        const viaPutCut = await write(fast, data); // finds every one of them
-        expect(s.chunks.getStats().chunks).toBe(stored);
-        const again = await write(slow, data);
-        // Buffer.equals: toEqual walks 13 MB element by element for minutes.
-        expect((await readAll(fast, viaPutCut)).equals(data)).toBe(true);
-        expect((await readAll(fast, viaFallback)).equals(data)).toBe(true);
-        const [a, b] = [await pages(fast, viaPutCut), await pages(fast, again)];
-        expect(a.length).toBeGreaterThan(0);
-        expect(a.equals(b)).toBe(true);
-      } finally {
-        await s.close();
-      }
+    await withStore(async (s) => {
+      // Repeats inside the data, so batches hold duplicates of chunks of the same batch too.
+      const part = backupLikeBytes(3 * 1024 * 1024 + 4321, 21);
+      const data = Buffer.concat([part, backupLikeBytes(2 * 1024 * 1024, 22), part, part.subarray(1000)]);
+      const fast = s.streams as unknown as RecipeStreams<ChunkSource>;
+      const slow = new RecipeStreams<ChunkSource>(s.db, withoutPutCut(s));
+      const viaFallback = await write(slow, data); // stores the chunks
+      const stored = s.chunks.getStats().chunks;
+      const viaPutCut = await write(fast, data); // finds every one of them
+      expect(s.chunks.getStats().chunks).toBe(stored);
+      const again = await write(slow, data);
+      // Buffer.equals: toEqual walks 13 MB element by element for minutes.
+      expect((await readAll(fast, viaPutCut)).equals(data)).toBe(true);
+      expect((await readAll(fast, viaFallback)).equals(data)).toBe(true);
+      const [a, b] = [await pages(fast, viaPutCut), await pages(fast, again)];
+      expect(a.length).toBeGreaterThan(0);
+      expect(a.equals(b)).toBe(true);
     });
   });
 });
