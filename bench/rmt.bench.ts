@@ -22,6 +22,11 @@
  * holding the archive (no store, no tape layer): what tar, the bridge and the protocol cost
  * alone, which bounds the rmt restore however fast the store is.
  *
+ * Tar client ceiling: the same read from bench/rmt-tar-ceiling.c (compiled with cc), a C rmt
+ * server the rsh wrapper execs on tar's own pipes with the archive in memory: no bridge, no TCP,
+ * no store. Measured with the pipe tar made (64 KiB on Linux) and enlarged to 1 MiB. It bounds
+ * any rmt read on this machine, whatever vtl does behind the drive.
+ *
  * Noise: the machine has 2 cores that other processes may share. tar, the bridge and the
  * server are three processes on those 2 cores; `uptime` is printed with the results. MB = 10^6.
  * Each rmt phase also reports the CPU seconds it took: the server's process (with its codec
@@ -41,6 +46,8 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNS = Number(process.env.VTL_BENCH_RMT_RUNS ?? 2);
 /** tar's blocking factor: records of 512 x N bytes (the target is stated for -b 128). */
 const BLOCKING = Number(process.env.VTL_BENCH_RMT_BLOCKING ?? 128);
+/** The enlarged pipe of the tar client ceiling's second measurement. */
+const BIG_PIPE = 2 ** 20;
 
 /**
  * Compiles the current source into `dir` (a package beside the repository's node_modules and
@@ -278,6 +285,42 @@ async function transportRun(file: string, work: string): Promise<Phase> {
   }
 }
 
+/**
+ * tar alone: the same read from bench/rmt-tar-ceiling.c, which the rsh wrapper execs on tar's
+ * own pipes (no bridge, no TCP, no store), with the pipe as tar made it or enlarged to
+ * `pipeBytes`. No rmt server tar reads through can beat it on this machine.
+ */
+async function tarCeilingRun(file: string, work: string, ceiling: string, pipeBytes?: number): Promise<number> {
+  const dir = await mkdtemp(join(work, 'ceiling-'));
+  try {
+    const archive = join(dir, 'archive.tar');
+    await sh(`tar -b ${BLOCKING} -cf ${quote(archive)} -C ${quote(dirname(file))} ${quote(basename(file))}`);
+    const rsh = join(dir, 'rsh');
+    const env = `TAPE=${quote(archive)} RECORD=${512 * BLOCKING}${pipeBytes ? ` PIPE_BYTES=${pipeBytes}` : ''}`;
+    await writeFile(rsh, `#!/bin/sh
+${env} exec ${quote(ceiling)}
+`);
+    await chmod(rsh, 0o755);
+    const t = performance.now();
+    await sh(`tar --rsh-command=${quote(rsh)} -b ${BLOCKING} -xOf localhost:/bench/st0 > /dev/null`);
+    return statSync(file).size / 1e6 / ((performance.now() - t) / 1000);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Compiles bench/rmt-tar-ceiling.c into `dir`; undefined (and says why) without a C compiler. */
+function buildTarCeiling(dir: string): string | undefined {
+  const out = join(dir, 'rmt-tar-ceiling');
+  try {
+    execFileSync('cc', ['-O2', '-o', out, join(REPO, 'bench', 'rmt-tar-ceiling.c')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    return out;
+  } catch (err) {
+    console.error(`no tar client ceiling: cannot compile bench/rmt-tar-ceiling.c with cc (${(err as Error).message})`);
+    return undefined;
+  }
+}
+
 function dedupRun(file: string, work: string): { ingest: number; restore: number } {
   const [cmd, ...args] = vtl;
   const out = execFileSync(cmd, [...args, 'bench', 'dedup', '--json', '--work', work, file], { cwd: REPO, encoding: 'utf8' });
@@ -294,6 +337,7 @@ const sampleDir = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/vtl-bench-rmt
 try {
   console.error('compiling the current source ...');
   vtl = await buildVtl(join(work, 'vtl'));
+  const ceiling = buildTarCeiling(work);
   let file = process.argv[2];
   if (!file) {
     const maxBytes = Number(process.env.VTL_BENCH_RMT_BYTES ?? 256 * 2 ** 20);
@@ -301,12 +345,15 @@ try {
     [file] = await generateSample({ root: '/usr', generations: 1, outDir: sampleDir, maxBytes });
   }
   const size = statSync(file).size;
-  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0 };
+  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0, tarPipe: 0, tarBigPipe: 0 };
   for (let i = 0; i < RUNS; i++) {
     const d = dedupRun(file, work);
     const r = await rmtRun(file, work);
     const t = await transportRun(file, work);
-    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; transport only ${showPhase(t)}`);
+    const tarAlone = ceiling ? [await tarCeilingRun(file, work, ceiling), await tarCeilingRun(file, work, ceiling, BIG_PIPE)] : [NaN, NaN];
+    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; transport only ${showPhase(t)}; tar alone ${tarAlone.map((x) => x.toFixed(1)).join(' / ')} MB/s`);
+    best.tarPipe = Math.max(best.tarPipe, tarAlone[0]);
+    best.tarBigPipe = Math.max(best.tarBigPipe, tarAlone[1]);
     best.transport = Math.max(best.transport, t.mbps);
     best.write = Math.max(best.write, r.write.mbps);
     best.read = Math.max(best.read, r.read.mbps);
@@ -318,6 +365,12 @@ try {
   console.log(`ingest:  tar -b ${BLOCKING} through rmt ${best.write.toFixed(1)} MB/s, vtl bench dedup ${best.ingest.toFixed(1)} MB/s (${pct(best.write, best.ingest)}; target >= 80%)`);
   console.log(`restore: tar -b ${BLOCKING} through rmt ${best.read.toFixed(1)} MB/s, vtl bench dedup ${best.restore.toFixed(1)} MB/s (${pct(best.read, best.restore)}; target >= 80%)`);
   console.log(`transport ceiling: tar -b ${BLOCKING} -x through vtl rmt from an in-memory rmt server (no store) ${best.transport.toFixed(1)} MB/s`);
+  if (ceiling) {
+    console.log(
+      `tar client ceiling: tar -b ${BLOCKING} -x over its own pipes from a C in-memory rmt server (no bridge, no TCP, no store) ${best.tarPipe.toFixed(1)} MB/s, ` +
+        `${best.tarBigPipe.toFixed(1)} MB/s with a ${BIG_PIPE / 2 ** 20} MiB pipe: any rmt restore here reaches at most ${pct(best.tarBigPipe, best.restore)} of vtl bench dedup's restore`,
+    );
+  }
   console.log(`load: ${execFileSync('uptime', { encoding: 'utf8' }).trim()} (2 shared cores: the figures are noisy)`);
 } finally {
   await rm(work, { recursive: true, force: true });
