@@ -22,6 +22,10 @@
  * holding the archive (no store, no tape layer): what tar, the bridge and the protocol cost
  * alone, which bounds the rmt restore however fast the store is.
  *
+ * Server read ceiling: after the rmt read, the tape file read once more straight from the
+ * server over TCP, 64 one-record reads kept in flight as `vtl rmt` reads ahead: no tar, no
+ * bridge. It bounds the rmt restore however fast the relay in front of the server becomes.
+ *
  * Tar client ceiling: the same read from bench/rmt-tar-ceiling.c (compiled with cc), a C rmt
  * server the rsh wrapper execs on tar's own pipes with the archive in memory: no bridge, no TCP,
  * no store. Measured with the pipe tar made (64 KiB on Linux) and enlarged to 1 MiB. It bounds
@@ -35,6 +39,7 @@
  * alone needs, bounds the ratio.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -46,6 +51,8 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNS = Number(process.env.VTL_BENCH_RMT_RUNS ?? 2);
 /** tar's blocking factor: records of 512 x N bytes (the target is stated for -b 128). */
 const BLOCKING = Number(process.env.VTL_BENCH_RMT_BLOCKING ?? 128);
+/** Reads the server read ceiling keeps in flight (as `vtl rmt` reads ahead 4 MiB of 64 KiB records). */
+const READ_WINDOW = 64;
 /** The enlarged pipe of the tar client ceiling's second measurement. */
 const BIG_PIPE = 2 ** 20;
 
@@ -246,7 +253,65 @@ async function tarThrough(dir: string, port: number): Promise<string> {
   return `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
 }
 
-async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase }> {
+/**
+ * The server alone: reads the tape file rmtRun wrote over one TCP connection, READ_WINDOW
+ * reads of one record each kept in flight (as `vtl rmt` reads ahead), with no tar and no bridge.
+ * What the server's read path delivers, whatever the relay in front of it.
+ */
+function serverRead(port: number, server: ServerProcess): Promise<{ mbps: number; serverCpu: number }> {
+  const record = 512 * BLOCKING;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+    let input: Buffer = Buffer.alloc(0);
+    let opened = 0;
+    let inFlight = 0;
+    let bytes = 0;
+    let t = 0;
+    let cpu = 0;
+    const ask = () => {
+      let text = '';
+      for (; inFlight < READ_WINDOW; inFlight++) text += `R${record}\n`;
+      socket.write(text);
+    };
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(err);
+    };
+    socket.on('connect', () => socket.write('B1\nO/bench/st0\n0\n'));
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error('the server closed the connection before the filemark'))); // no-op once resolved
+    socket.on('data', (chunk: Buffer) => {
+      input = input.length > 0 ? Buffer.concat([input, chunk]) : chunk;
+      for (let nl; (nl = input.indexOf(10)) >= 0; ) {
+        const line = input.subarray(0, nl).toString('latin1');
+        if (line[0] !== 'A') return fail(new Error(`the server answered ${line} ${input.subarray(nl + 1, nl + 200).toString('latin1')}`));
+        const n = Number(line.slice(1));
+        if (opened < 2) {
+          input = input.subarray(nl + 1);
+          if (++opened === 2) {
+            t = performance.now();
+            cpu = server.cpu();
+            ask();
+          }
+          continue;
+        }
+        if (input.length < nl + 1 + n) return;
+        input = input.subarray(nl + 1 + n);
+        bytes += n;
+        inFlight--;
+        if (n === 0) {
+          // The filemark after the file: what is still in flight is answered and dropped.
+          const seconds = (performance.now() - t) / 1000;
+          socket.destroy();
+          return resolve({ mbps: bytes / 1e6 / seconds, serverCpu: server.cpu() - cpu });
+        }
+        if (inFlight <= READ_WINDOW / 2) ask();
+      }
+    });
+  });
+}
+
+async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase; server: { mbps: number; serverCpu: number } }> {
   const dir = await mkdtemp(join(work, 'rmt-'));
   try {
     const server = await startServer('rmt-server.mjs', [join(dir, 'data')]);
@@ -255,7 +320,7 @@ async function rmtRun(file: string, work: string): Promise<{ write: Phase; read:
     try {
       const write = await phase(`${tar} -cf localhost:/bench/st0 -C ${quote(dirname(file))} ${quote(basename(file))}`, bytes, join(dir, 'cpu-write'), server);
       const read = await phase(`${tar} -xOf localhost:/bench/st0 > /dev/null`, bytes, join(dir, 'cpu-read'), server);
-      return { write, read };
+      return { write, read, server: await serverRead(server.port, server) };
     } finally {
       await server.stop();
     }
@@ -297,9 +362,7 @@ async function tarCeilingRun(file: string, work: string, ceiling: string, pipeBy
     await sh(`tar -b ${BLOCKING} -cf ${quote(archive)} -C ${quote(dirname(file))} ${quote(basename(file))}`);
     const rsh = join(dir, 'rsh');
     const env = `TAPE=${quote(archive)} RECORD=${512 * BLOCKING}${pipeBytes ? ` PIPE_BYTES=${pipeBytes}` : ''}`;
-    await writeFile(rsh, `#!/bin/sh
-${env} exec ${quote(ceiling)}
-`);
+    await writeFile(rsh, `#!/bin/sh\n${env} exec ${quote(ceiling)}\n`);
     await chmod(rsh, 0o755);
     const t = performance.now();
     await sh(`tar --rsh-command=${quote(rsh)} -b ${BLOCKING} -xOf localhost:/bench/st0 > /dev/null`);
@@ -345,13 +408,17 @@ try {
     [file] = await generateSample({ root: '/usr', generations: 1, outDir: sampleDir, maxBytes });
   }
   const size = statSync(file).size;
-  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0, tarPipe: 0, tarBigPipe: 0 };
+  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0, tarPipe: 0, tarBigPipe: 0, serverRead: 0 };
   for (let i = 0; i < RUNS; i++) {
     const d = dedupRun(file, work);
     const r = await rmtRun(file, work);
     const t = await transportRun(file, work);
     const tarAlone = ceiling ? [await tarCeilingRun(file, work, ceiling), await tarCeilingRun(file, work, ceiling, BIG_PIPE)] : [NaN, NaN];
-    console.error(`run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; transport only ${showPhase(t)}; tar alone ${tarAlone.map((x) => x.toFixed(1)).join(' / ')} MB/s`);
+    console.error(
+      `run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; ` +
+        `server alone ${r.server.mbps.toFixed(1)} MB/s (cpu s ${r.server.serverCpu.toFixed(2)}); transport only ${showPhase(t)}; tar alone ${tarAlone.map((x) => x.toFixed(1)).join(' / ')} MB/s`,
+    );
+    best.serverRead = Math.max(best.serverRead, r.server.mbps);
     best.tarPipe = Math.max(best.tarPipe, tarAlone[0]);
     best.tarBigPipe = Math.max(best.tarBigPipe, tarAlone[1]);
     best.transport = Math.max(best.transport, t.mbps);
@@ -364,11 +431,12 @@ try {
   console.log(`tar file: ${file} (${(size / 1e6).toFixed(1)} MB), best of ${RUNS}; vtl: the current source`);
   console.log(`ingest:  tar -b ${BLOCKING} through rmt ${best.write.toFixed(1)} MB/s, vtl bench dedup ${best.ingest.toFixed(1)} MB/s (${pct(best.write, best.ingest)}; target >= 80%)`);
   console.log(`restore: tar -b ${BLOCKING} through rmt ${best.read.toFixed(1)} MB/s, vtl bench dedup ${best.restore.toFixed(1)} MB/s (${pct(best.read, best.restore)}; target >= 80%)`);
+  console.log(`server read ceiling: the tape file read over TCP with ${READ_WINDOW} reads in flight, no tar, no bridge ${best.serverRead.toFixed(1)} MB/s (${pct(best.serverRead, best.restore)} of vtl bench dedup's restore)`);
   console.log(`transport ceiling: tar -b ${BLOCKING} -x through vtl rmt from an in-memory rmt server (no store) ${best.transport.toFixed(1)} MB/s`);
   if (ceiling) {
     console.log(
       `tar client ceiling: tar -b ${BLOCKING} -x over its own pipes from a C in-memory rmt server (no bridge, no TCP, no store) ${best.tarPipe.toFixed(1)} MB/s, ` +
-        `${best.tarBigPipe.toFixed(1)} MB/s with a ${BIG_PIPE / 2 ** 20} MiB pipe: any rmt restore here reaches at most ${pct(best.tarBigPipe, best.restore)} of vtl bench dedup's restore`,
+        `${best.tarBigPipe.toFixed(1)} MB/s with a ${BIG_PIPE / 2 ** 20} MiB pipe (${pct(best.tarBigPipe, best.restore)} of vtl bench dedup's restore)`,
     );
   }
   console.log(`load: ${execFileSync('uptime', { encoding: 'utf8' }).trim()} (2 shared cores: the figures are noisy)`);
