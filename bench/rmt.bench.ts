@@ -22,9 +22,10 @@
  * holding the archive (no store, no tape layer): what tar, the bridge and the protocol cost
  * alone, which bounds the rmt restore however fast the store is.
  *
- * Server read ceiling: after the rmt read, the tape file read once more straight from the
- * server over TCP, 64 one-record reads kept in flight as `vtl rmt` reads ahead: no tar, no
- * bridge. It bounds the rmt restore however fast the relay in front of the server becomes.
+ * Server ceilings: after the rmt read, the tape file read once more straight from the server
+ * over TCP, 64 one-record reads kept in flight as `vtl rmt` reads ahead; and the tar file
+ * written to a fresh server the same way (64 writes in flight, then a close). No tar, no
+ * bridge: they bound the rmt rates however fast the relay in front of the server becomes.
  *
  * Tar client ceiling: the same read from bench/rmt-tar-ceiling.c (compiled with cc), a C rmt
  * server the rsh wrapper execs on tar's own pipes with the archive in memory: no bridge, no TCP,
@@ -51,7 +52,7 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNS = Number(process.env.VTL_BENCH_RMT_RUNS ?? 2);
 /** tar's blocking factor: records of 512 x N bytes (the target is stated for -b 128). */
 const BLOCKING = Number(process.env.VTL_BENCH_RMT_BLOCKING ?? 128);
-/** Reads the server read ceiling keeps in flight (as `vtl rmt` reads ahead 4 MiB of 64 KiB records). */
+/** Records the server ceilings keep in flight (as `vtl rmt` reads ahead 4 MiB of 64 KiB records). */
 const READ_WINDOW = 64;
 /** The enlarged pipe of the tar client ceiling's second measurement. */
 const BIG_PIPE = 2 ** 20;
@@ -311,6 +312,80 @@ function serverRead(port: number, server: ServerProcess): Promise<{ mbps: number
   });
 }
 
+/**
+ * The server alone, writing: `file` sent as records of one tar record each to a fresh server,
+ * READ_WINDOW writes in flight, then a close (a sync point); no tar, no bridge. What the
+ * server's write path takes in, whatever the relay in front of it.
+ */
+async function serverWriteRun(file: string, work: string): Promise<{ mbps: number; serverCpu: number }> {
+  const dir = await mkdtemp(join(work, 'server-write-'));
+  try {
+    const server = await startServer('rmt-server.mjs', [join(dir, 'data')]);
+    try {
+      return await serverWrite(server, readFileSync(file));
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function serverWrite(server: ServerProcess, data: Buffer): Promise<{ mbps: number; serverCpu: number }> {
+  const record = 512 * BLOCKING;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: server.port, noDelay: true });
+    let input: Buffer = Buffer.alloc(0);
+    let opened = false;
+    let closing = false;
+    let sent = 0;
+    let inFlight = 0;
+    let t = 0;
+    let cpu = 0;
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(err);
+    };
+    const send = () => {
+      socket.cork();
+      for (; inFlight < READ_WINDOW && sent < data.length; inFlight++) {
+        const n = Math.min(record, data.length - sent);
+        socket.write(`W${n}\n`);
+        socket.write(data.subarray(sent, sent + n));
+        sent += n;
+      }
+      if (sent === data.length && inFlight === 0 && !closing) {
+        closing = true;
+        socket.write('C\n');
+      }
+      socket.uncork();
+    };
+    socket.on('connect', () => socket.write('O/bench/st0\n65 O_WRONLY|O_CREAT\n'));
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error('the server closed the connection before the close'))); // no-op once resolved
+    socket.on('data', (chunk: Buffer) => {
+      input = input.length > 0 ? Buffer.concat([input, chunk]) : chunk;
+      for (let nl; (nl = input.indexOf(10)) >= 0; ) {
+        const line = input.subarray(0, nl).toString('latin1');
+        if (line[0] !== 'A') return fail(new Error(`the server answered ${line} ${input.subarray(nl + 1, nl + 200).toString('latin1')}`));
+        input = input.subarray(nl + 1);
+        if (!opened) {
+          opened = true;
+          t = performance.now();
+          cpu = server.cpu();
+        } else if (closing) {
+          const seconds = (performance.now() - t) / 1000;
+          socket.destroy();
+          return resolve({ mbps: data.length / 1e6 / seconds, serverCpu: server.cpu() - cpu });
+        } else {
+          inFlight--;
+        }
+        send();
+      }
+    });
+  });
+}
+
 async function rmtRun(file: string, work: string): Promise<{ write: Phase; read: Phase; server: { mbps: number; serverCpu: number } }> {
   const dir = await mkdtemp(join(work, 'rmt-'));
   try {
@@ -408,17 +483,19 @@ try {
     [file] = await generateSample({ root: '/usr', generations: 1, outDir: sampleDir, maxBytes });
   }
   const size = statSync(file).size;
-  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0, tarPipe: 0, tarBigPipe: 0, serverRead: 0 };
+  const best = { write: 0, read: 0, ingest: 0, restore: 0, transport: 0, tarPipe: 0, tarBigPipe: 0, serverRead: 0, serverWrite: 0 };
   for (let i = 0; i < RUNS; i++) {
     const d = dedupRun(file, work);
     const r = await rmtRun(file, work);
     const t = await transportRun(file, work);
+    const w = await serverWriteRun(file, work);
     const tarAlone = ceiling ? [await tarCeilingRun(file, work, ceiling), await tarCeilingRun(file, work, ceiling, BIG_PIPE)] : [NaN, NaN];
     console.error(
       `run ${i + 1}: dedup ingest ${d.ingest.toFixed(1)} restore ${d.restore.toFixed(1)} MB/s; rmt write ${showPhase(r.write)}, read ${showPhase(r.read)}; ` +
-        `server alone ${r.server.mbps.toFixed(1)} MB/s (cpu s ${r.server.serverCpu.toFixed(2)}); transport only ${showPhase(t)}; tar alone ${tarAlone.map((x) => x.toFixed(1)).join(' / ')} MB/s`,
+        `server alone: write ${w.mbps.toFixed(1)} MB/s (cpu s ${w.serverCpu.toFixed(2)}), read ${r.server.mbps.toFixed(1)} MB/s (cpu s ${r.server.serverCpu.toFixed(2)}); transport only ${showPhase(t)}; tar alone ${tarAlone.map((x) => x.toFixed(1)).join(' / ')} MB/s`,
     );
     best.serverRead = Math.max(best.serverRead, r.server.mbps);
+    best.serverWrite = Math.max(best.serverWrite, w.mbps);
     best.tarPipe = Math.max(best.tarPipe, tarAlone[0]);
     best.tarBigPipe = Math.max(best.tarBigPipe, tarAlone[1]);
     best.transport = Math.max(best.transport, t.mbps);
@@ -431,6 +508,7 @@ try {
   console.log(`tar file: ${file} (${(size / 1e6).toFixed(1)} MB), best of ${RUNS}; vtl: the current source`);
   console.log(`ingest:  tar -b ${BLOCKING} through rmt ${best.write.toFixed(1)} MB/s, vtl bench dedup ${best.ingest.toFixed(1)} MB/s (${pct(best.write, best.ingest)}; target >= 80%)`);
   console.log(`restore: tar -b ${BLOCKING} through rmt ${best.read.toFixed(1)} MB/s, vtl bench dedup ${best.restore.toFixed(1)} MB/s (${pct(best.read, best.restore)}; target >= 80%)`);
+  console.log(`server write ceiling: the tar file written over TCP to a fresh server with ${READ_WINDOW} writes in flight, no tar, no bridge ${best.serverWrite.toFixed(1)} MB/s (${pct(best.serverWrite, best.ingest)} of vtl bench dedup's ingest)`);
   console.log(`server read ceiling: the tape file read over TCP with ${READ_WINDOW} reads in flight, no tar, no bridge ${best.serverRead.toFixed(1)} MB/s (${pct(best.serverRead, best.restore)} of vtl bench dedup's restore)`);
   console.log(`transport ceiling: tar -b ${BLOCKING} -x through vtl rmt from an in-memory rmt server (no store) ${best.transport.toFixed(1)} MB/s`);
   if (ceiling) {
