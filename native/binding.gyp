@@ -22,6 +22,15 @@
       "cflags_cc!": ["-O2", "-O0"],
       "cflags": ["-O3", "-Wall", "-Wextra"],
       "cflags_cc": ["-O3", "-Wall"]
+    },
+    {
+      "target_name": "vtl-rmt-bridge",
+      "type": "executable",
+      "sources": ["src/rmt-bridge.c"],
+      "libraries": ["-lpthread"],
+      "cflags!": ["-O2", "-O0"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-pthread"],
+      "ldflags": ["-pthread"]
     }
   ]
 }

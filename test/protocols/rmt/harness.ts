@@ -12,7 +12,12 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Libraries } from '../../../src/library/index.js';
 import { RmtServer, runRmtBridge } from '../../../src/protocols/rmt/index.js';
+import { nativeBridgePath } from '../../../src/protocols/rmt/bridge-native.js';
 import { initDataStore, openDataStore, type DataStore } from '../../../src/stream/store.js';
+
+/** The two builds of `vtl rmt`'s bridge, which run one conformance suite. */
+export type BridgeKind = 'typescript' | 'c';
+export const BRIDGE_KINDS: BridgeKind[] = ['typescript', 'c'];
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 
@@ -131,8 +136,25 @@ export class RawClient {
     socket.on('error', () => undefined);
   }
 
-  /** A client on the far side of a `vtl rmt` bridge (run in this process) to the server. */
-  static bridged(port: number): { client: RawClient; bridge: Promise<void> } {
+  /**
+   * A client on the far side of a `vtl rmt` bridge to the server: the TypeScript one in this
+   * process, or the C one (native/src/rmt-bridge.c) as a child on pipes.
+   */
+  static bridged(port: number, kind: BridgeKind = 'typescript'): { client: RawClient; bridge: Promise<void> } {
+    if (kind === 'c') {
+      const binary = nativeBridgePath();
+      if (!binary) throw new Error('the C bridge is not built (npm ci builds native/build/Release/vtl-rmt-bridge)');
+      const child = spawn(binary, [`127.0.0.1:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const stderr: Buffer[] = [];
+      child.stderr.on('data', (c: Buffer) => stderr.push(c));
+      child.stdin.on('error', () => undefined); // the bridge may end first (EPIPE)
+      const bridge = new Promise<void>((res, rej) => {
+        child.on('error', rej);
+        child.on('close', (code) => (code === 0 ? res() : rej(new Error(`vtl-rmt-bridge exited ${code}: ${Buffer.concat(stderr).toString().trim()}`))));
+      });
+      const pipe = Duplex.from({ readable: child.stdout, writable: child.stdin });
+      return { client: new RawClient(pipe as unknown as Socket), bridge };
+    }
     const stdin = new PassThrough();
     const stdout = new PassThrough();
     const bridge = runRmtBridge(`127.0.0.1:${port}`, stdin, stdout);
