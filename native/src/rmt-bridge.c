@@ -362,7 +362,7 @@ static void readAhead(void) {
   pthread_mutex_unlock(&mu);
   if (skip) return;
   /* Refilled by halves: one write carries many requests, and the server reads them at once. */
-  static char reqs[MAX_READ_AHEAD * (MAX_ARG + 2)];
+  static char reqs[MAX_READ_AHEAD * (MAX_ARG + 2) + 1]; /* snprintf's terminator after the last */
   size_t len = 0;
   pthread_mutex_lock(&mu);
   while (aheadReads < window) {
