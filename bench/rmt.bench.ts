@@ -40,7 +40,7 @@
  * alone needs, bounds the ratio.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -261,54 +261,29 @@ async function tarThrough(dir: string, port: number): Promise<string> {
  */
 function serverRead(port: number, server: ServerProcess): Promise<{ mbps: number; serverCpu: number }> {
   const record = 512 * BLOCKING;
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
-    let input: Buffer = Buffer.alloc(0);
-    let opened = 0;
-    let inFlight = 0;
-    let bytes = 0;
-    let t = 0;
-    let cpu = 0;
-    const ask = () => {
-      let text = '';
-      for (; inFlight < READ_WINDOW; inFlight++) text += `R${record}\n`;
-      socket.write(text);
-    };
-    const fail = (err: Error) => {
-      socket.destroy();
-      reject(err);
-    };
-    socket.on('connect', () => socket.write('B1\nO/bench/st0\n0\n'));
-    socket.on('error', reject);
-    socket.on('close', () => reject(new Error('the server closed the connection before the filemark'))); // no-op once resolved
-    socket.on('data', (chunk: Buffer) => {
-      input = input.length > 0 ? Buffer.concat([input, chunk]) : chunk;
-      for (let nl; (nl = input.indexOf(10)) >= 0; ) {
-        const line = input.subarray(0, nl).toString('latin1');
-        if (line[0] !== 'A') return fail(new Error(`the server answered ${line} ${input.subarray(nl + 1, nl + 200).toString('latin1')}`));
-        const n = Number(line.slice(1));
-        if (opened < 2) {
-          input = input.subarray(nl + 1);
-          if (++opened === 2) {
-            t = performance.now();
-            cpu = server.cpu();
-            ask();
-          }
-          continue;
-        }
-        if (input.length < nl + 1 + n) return;
-        input = input.subarray(nl + 1 + n);
-        bytes += n;
-        inFlight--;
-        if (n === 0) {
-          // The filemark after the file: what is still in flight is answered and dropped.
-          const seconds = (performance.now() - t) / 1000;
-          socket.destroy();
-          return resolve({ mbps: bytes / 1e6 / seconds, serverCpu: server.cpu() - cpu });
-        }
-        if (inFlight <= READ_WINDOW / 2) ask();
-      }
-    });
+  let inFlight = 0;
+  let bytes = 0;
+  let t = 0;
+  let cpu = 0;
+  const ask = (socket: Socket) => {
+    let text = '';
+    for (; inFlight < READ_WINDOW; inFlight++) text += `R${record}\n`;
+    socket.write(text);
+  };
+  // Replies 0 and 1 answer the hello and the open; every later one is a read's, with data.
+  return conversation(port, 'B1\nO/bench/st0\n0\n', (i) => i >= 2, (socket, n, i) => {
+    if (i === 0) return undefined;
+    if (i === 1) {
+      t = performance.now();
+      cpu = server.cpu();
+    } else if (i >= 2) {
+      bytes += n;
+      inFlight--;
+      // The filemark after the file: what is still in flight is answered and dropped.
+      if (n === 0) return { mbps: bytes / 1e6 / ((performance.now() - t) / 1000), serverCpu: server.cpu() - cpu };
+    }
+    if (i === 1 || inFlight <= READ_WINDOW / 2) ask(socket);
+    return undefined;
   });
 }
 
@@ -333,54 +308,70 @@ async function serverWriteRun(file: string, work: string): Promise<{ mbps: numbe
 
 function serverWrite(server: ServerProcess, data: Buffer): Promise<{ mbps: number; serverCpu: number }> {
   const record = 512 * BLOCKING;
+  let closing = false;
+  let sent = 0;
+  let inFlight = 0;
+  let t = 0;
+  let cpu = 0;
+  const send = (socket: Socket) => {
+    socket.cork();
+    for (; inFlight < READ_WINDOW && sent < data.length; inFlight++) {
+      const n = Math.min(record, data.length - sent);
+      socket.write(`W${n}\n`);
+      socket.write(data.subarray(sent, sent + n));
+      sent += n;
+    }
+    if (sent === data.length && inFlight === 0 && !closing) {
+      closing = true;
+      socket.write('C\n');
+    }
+    socket.uncork();
+  };
+  // Reply 0 answers the open, then one per write, then the close's.
+  return conversation(server.port, 'O/bench/st0\n65 O_WRONLY|O_CREAT\n', () => false, (socket, _n, i) => {
+    if (i === 0) {
+      t = performance.now();
+      cpu = server.cpu();
+    } else if (closing) {
+      return { mbps: data.length / 1e6 / ((performance.now() - t) / 1000), serverCpu: server.cpu() - cpu };
+    } else {
+      inFlight--;
+    }
+    send(socket);
+    return undefined;
+  });
+}
+
+/**
+ * A pipelined rmt conversation with the server: sends `first`, then hands reply i (its
+ * number; `withData(i)`: after the data that follows it) to `onReply`, until that returns the
+ * result. An E reply, or the server closing first, fails it.
+ */
+function conversation<T>(port: number, first: string, withData: (i: number) => boolean, onReply: (socket: Socket, n: number, i: number) => T | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: server.port, noDelay: true });
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
     let input: Buffer = Buffer.alloc(0);
-    let opened = false;
-    let closing = false;
-    let sent = 0;
-    let inFlight = 0;
-    let t = 0;
-    let cpu = 0;
-    const fail = (err: Error) => {
-      socket.destroy();
-      reject(err);
-    };
-    const send = () => {
-      socket.cork();
-      for (; inFlight < READ_WINDOW && sent < data.length; inFlight++) {
-        const n = Math.min(record, data.length - sent);
-        socket.write(`W${n}\n`);
-        socket.write(data.subarray(sent, sent + n));
-        sent += n;
-      }
-      if (sent === data.length && inFlight === 0 && !closing) {
-        closing = true;
-        socket.write('C\n');
-      }
-      socket.uncork();
-    };
-    socket.on('connect', () => socket.write('O/bench/st0\n65 O_WRONLY|O_CREAT\n'));
+    let replies = 0;
+    socket.on('connect', () => socket.write(first));
     socket.on('error', reject);
-    socket.on('close', () => reject(new Error('the server closed the connection before the close'))); // no-op once resolved
+    socket.on('close', () => reject(new Error('the server closed the connection early'))); // no-op once settled
     socket.on('data', (chunk: Buffer) => {
       input = input.length > 0 ? Buffer.concat([input, chunk]) : chunk;
       for (let nl; (nl = input.indexOf(10)) >= 0; ) {
         const line = input.subarray(0, nl).toString('latin1');
-        if (line[0] !== 'A') return fail(new Error(`the server answered ${line} ${input.subarray(nl + 1, nl + 200).toString('latin1')}`));
-        input = input.subarray(nl + 1);
-        if (!opened) {
-          opened = true;
-          t = performance.now();
-          cpu = server.cpu();
-        } else if (closing) {
-          const seconds = (performance.now() - t) / 1000;
+        if (line[0] !== 'A') {
           socket.destroy();
-          return resolve({ mbps: data.length / 1e6 / seconds, serverCpu: server.cpu() - cpu });
-        } else {
-          inFlight--;
+          return reject(new Error(`the server answered ${line} ${input.subarray(nl + 1, nl + 200).toString('latin1')}`));
         }
-        send();
+        const n = Number(line.slice(1));
+        const skip = withData(replies) ? Math.max(0, n) : 0;
+        if (input.length < nl + 1 + skip) return;
+        input = input.subarray(nl + 1 + skip);
+        const done = onReply(socket, n, replies++);
+        if (done !== undefined) {
+          socket.destroy();
+          return resolve(done);
+        }
       }
     });
   });
