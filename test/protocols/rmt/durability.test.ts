@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Libraries } from '../../../src/library/index.js';
 import { RmtServer } from '../../../src/protocols/rmt/index.js';
+import { nativeBridgePath } from '../../../src/protocols/rmt/bridge-native.js';
 import { initDataStore, openDataStore } from '../../../src/stream/store.js';
 import { randomBytes } from '../../helpers/data.js';
 import { RawClient, REPO, type Reply } from './harness.js';
@@ -125,4 +126,22 @@ test('through the bridge, with write-behind: a filemark is answered only when ev
   await bridgeEnded;
   const written = Array.from({ length: 40 }, (_, k) => tag(20 + k));
   expect(await readBack()).toEqual([tag(0), tag(1), tag(2), '', tag(10), tag(11), tag(12), tag(13), '', ...written, '', '']);
+});
+
+const unbuilt = !nativeBridgePath();
+test.skipIf(unbuilt)(`the same through the C bridge${unbuilt ? ' (skipped: native/build/Release/vtl-rmt-bridge is not built; npm ci builds it)' : ''}`, async () => {
+  const { child, port } = await startChild();
+  const { client: c, bridge } = RawClient.bridged(port, 'c');
+  const bridgeEnded = bridge.catch(() => undefined);
+  ok(await c.open('/lib1/nst0'));
+  ok(await c.ioctl(12, 1));
+  for (let i = 70; i < 110; i++) ok(await c.write(rec(i)));
+  expect(ok(await c.ioctl(5, 1))).toBe(1);
+  for (let i = 110; i < 113; i++) ok(await c.write(rec(i)));
+  await kill(child);
+  c.destroy();
+  await bridgeEnded;
+  const before = [tag(0), tag(1), tag(2), '', tag(10), tag(11), tag(12), tag(13), '', ...Array.from({ length: 40 }, (_, k) => tag(20 + k)), ''];
+  const written = Array.from({ length: 40 }, (_, k) => tag(70 + k));
+  expect(await readBack()).toEqual([...before, ...written, '', '']);
 });
