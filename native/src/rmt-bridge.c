@@ -81,7 +81,6 @@ static int reading;
 static char readLine[MAX_ARG + 1];
 static int sock = -1;
 static int wakeFds[2] = {-1, -1}; /* the reply thread wakes the main thread's stdin wait */
-static const char *serverName;
 
 static void die(const char *fmt, ...) {
   va_list ap;
@@ -789,7 +788,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  serverName = argv[1];
   blocking(0);
   blocking(1);
   connectServer(argv[1]);

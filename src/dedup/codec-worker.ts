@@ -88,7 +88,7 @@ function cut(req: CutRequest): CodecReply {
  * request's target, or into the reply block.
  */
 function readNative(codec: FramesAddon, req: ReadRequest): CodecReply {
-  const { fd, path } = containerFile(req.dir, req.container);
+  const file = containerFile(req.dir, req.container);
   const n = req.offsets.length;
   let out: Uint8Array;
   let outOffsets: Uint32Array;
@@ -101,7 +101,7 @@ function readNative(codec: FramesAddon, req: ReadRequest): CodecReply {
     out = new Uint8Array(bounds[n]);
     outOffsets = bounds.subarray(0, n);
   }
-  forEachRun(req, fd, (group, at, got) => {
+  forEachRun(req, file, (group, at, got) => {
     const m = group.length;
     const offsets = new Uint32Array(m);
     const lengths = new Uint32Array(m);
@@ -111,22 +111,22 @@ function readNative(codec: FramesAddon, req: ReadRequest): CodecReply {
     group.forEach((j, i) => {
       offsets[i] = req.offsets[j] - at;
       lengths[i] = req.lengths[j];
-      if (offsets[i] + lengths[i] > got) throw new IntegrityError(path, req.offsets[j], 'frame extends past the end of the file (truncated)', req.container);
       raws[i] = req.rawLengths[j];
       into[i] = outOffsets[j];
       fps.set(req.fingerprints.subarray(16 * j, 16 * j + 16), 16 * i);
     });
     const bad = codec.openFrames(req.key, req.container, fps, scratch.subarray(0, got), offsets, lengths, raws, out, into);
-    if (bad) throw new IntegrityError(path, req.offsets[group[bad.index]], bad.reason, req.container);
+    if (bad) throw new IntegrityError(file.path, req.offsets[group[bad.index]], bad.reason, req.container);
   });
   return req.target ? { id: req.id, block: new Uint8Array(0), bounds: new Uint32Array(1) } : { id: req.id, block: out, bounds };
 }
 
 /**
  * Calls `open` for each run of frames close enough to read with one call: `group` holds their
- * indices in file order, and scratch[0..got) the file's bytes from offset `at` on.
+ * indices in file order, and scratch[0..got) the file's bytes from offset `at` on, which hold
+ * every frame of the group (a frame cut short by the file's end is an IntegrityError).
  */
-function forEachRun(req: ReadRequest, fd: number, open: (group: number[], at: number, got: number) => void): void {
+function forEachRun(req: ReadRequest, file: { fd: number; path: string }, open: (group: number[], at: number, got: number) => void): void {
   const n = req.offsets.length;
   const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => req.offsets[a] - req.offsets[b]);
   for (let i = 0; i < n; ) {
@@ -138,23 +138,26 @@ function forEachRun(req: ReadRequest, fd: number, open: (group: number[], at: nu
       k++;
     }
     if (scratch.length < end - start) scratch = Buffer.allocUnsafe(end - start);
-    open(order.slice(i, k), start, readFullySync(fd, scratch, end - start, start));
+    const got = readFullySync(file.fd, scratch, end - start, start);
+    const group = order.slice(i, k);
+    const cut = group.find((j) => req.offsets[j] - start + req.lengths[j] > got);
+    if (cut !== undefined) throw new IntegrityError(file.path, req.offsets[cut], 'frame extends past the end of the file (truncated)', req.container);
+    open(group, start, got);
     i = k;
   }
 }
 
 function read(req: ReadRequest): Buffer[] {
   const key = Buffer.from(req.key);
-  const { fd, path } = containerFile(req.dir, req.container);
+  const file = containerFile(req.dir, req.container);
   const out = new Array<Buffer>(req.offsets.length);
-  forEachRun(req, fd, (group, at, got) => {
+  forEachRun(req, file, (group, at) => {
     for (const j of group) {
       const from = req.offsets[j] - at;
-      const where = { file: path, offset: req.offsets[j] };
-      if (from + req.lengths[j] > got) throw new IntegrityError(path, where.offset, 'frame extends past the end of the file (truncated)', req.container);
+      const where = { file: file.path, offset: req.offsets[j] };
       const frame = scratch.subarray(from, from + req.lengths[j]);
       const raw = openChunk(key, req.container, fingerprintAt(req.fingerprints, j), frame, where);
-      if (raw.length !== req.rawLengths[j]) throw new IntegrityError(path, where.offset, 'frame raw length disagrees with the index', req.container);
+      if (raw.length !== req.rawLengths[j]) throw new IntegrityError(file.path, where.offset, 'frame raw length disagrees with the index', req.container);
       if (req.target) req.target.set(raw, req.targetOffsets![j]);
       else out[j] = raw;
     }

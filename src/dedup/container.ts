@@ -698,7 +698,7 @@ export class ContainerReader {
   async read(ref: ChunkRef, fingerprint: Buffer): Promise<Buffer> {
     this.#checkRef(ref);
     const buf = Buffer.allocUnsafe(ref.frameLength);
-    if ((await readFully(this.#fh!, buf, ref.offset)) !== buf.length) {
+    if ((await readFully(this.#fh, buf, ref.offset)) !== buf.length) {
       throw new IntegrityError(this.#path, ref.offset, 'frame extends past the end of the file (truncated)', this.id);
     }
     return this.#open(ref, fingerprint, buf);

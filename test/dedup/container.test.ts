@@ -23,6 +23,7 @@ import {
   type FooterEntry,
   type FrameCodec,
 } from '../../src/dedup/container.js';
+import { CodecPool } from '../../src/dedup/codec-pool.js';
 import { loadFramesAddon } from '../../src/dedup/frames-native.js';
 
 let dir: string;
@@ -526,5 +527,22 @@ describe('naming', () => {
     const list = await listContainers(dir);
     expect(list.map((c) => c.id)).toEqual([...list.map((c) => c.id)].sort((a, b) => a - b));
     expect(await listContainers(join(dir, 'missing'))).toEqual([]);
+  });
+});
+
+describe('codec pool reads', () => {
+  it('read a container back, and name a frame that lies past the end of its file', async () => {
+    const c = await writeContainer([9000, 20000, 5000]);
+    const pool = CodecPool.shared();
+    const good = await pool.read(c.key, dir, c.id, c.refs.map((ref, i) => ({ ref, fingerprint: c.fps[i] })));
+    good.forEach((g, i) => expect(g.equals(c.chunks[i]), `chunk ${i}`).toBe(true));
+    // The file shrank after the index was written: the last frame now ends past it.
+    const size = (await stat(containerPath(dir, c.id, true))).size;
+    const beyond = { ...c.refs[2], offset: size - 10 };
+    const read = pool.read(c.key, dir, c.id, [
+      { ref: c.refs[0], fingerprint: c.fps[0] },
+      { ref: beyond, fingerprint: c.fps[2] },
+    ]);
+    await expect(read).rejects.toMatchObject({ name: 'IntegrityError', offset: size - 10, reason: 'frame extends past the end of the file (truncated)' });
   });
 });

@@ -7,11 +7,11 @@
  */
 import { spawn } from 'node:child_process';
 import { PassThrough } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, expect, test } from 'vitest';
 import { nativeBridgePath } from '../../../src/protocols/rmt/bridge-native.js';
 import { runRmtBridge } from '../../../src/protocols/rmt/index.js';
 import { rng, stream } from './fuzz-streams.js';
-import { BRIDGE_KINDS, startHarness, type Harness } from './harness.js';
+import { describeEachBridge, startHarness, type Harness } from './harness.js';
 
 const STREAMS = Number(process.env.VTL_RMT_BRIDGE_FUZZ_STREAMS ?? 1500);
 const PARALLEL = 8;
@@ -67,38 +67,35 @@ function withTimeout<T>(p: Promise<T>, what: () => string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-for (const kind of BRIDGE_KINDS) {
-  const unbuilt = kind === 'c' && !nativeBridgePath();
-  describe.skipIf(unbuilt)(`${kind} bridge${unbuilt ? ' (skipped: native/build/Release/vtl-rmt-bridge is not built; npm ci builds it)' : ''}`, () => {
-    test(`${STREAMS} random and mutated command streams`, async () => {
-      const r = rng(Number(process.env.FUZZ_SEED ?? 20261122) + (kind === 'c' ? 1 : 0));
-      const ends = new Map<string, number>();
-      let answered = 0;
-      let next = 0;
-      const feed = (input: Buffer) => (kind === 'c' ? viaC(input) : viaTypeScript(input));
-      await Promise.all(
-        Array.from({ length: PARALLEL }, async () => {
-          while (next < STREAMS) {
-            const i = next++;
-            const { input } = stream(r);
-            const show = () => `stream ${i}: ${JSON.stringify(input.toString('latin1').slice(0, 160))}`;
-            const o = await withTimeout(feed(input), show);
-            expect(o.end, show()).not.toMatch(/^signal/);
-            if (kind === 'c') expect(['ok', 'exit 1'], show()).toContain(o.end);
-            const end = o.end.replace(/\d+/g, 'N');
-            ends.set(end, (ends.get(end) ?? 0) + 1);
-            if (o.output.length === 0) continue;
-            answered++;
-            expect([0x41, 0x45], `${show()} got ${JSON.stringify(o.output.subarray(0, 40).toString('latin1'))}`).toContain(o.output[0]);
-          }
-        }),
-      );
-      console.log(`bridge fuzz (${kind}): ${STREAMS} streams, ${answered} answered; endings ${JSON.stringify(Object.fromEntries(ends))}`);
-      expect(answered).toBeGreaterThan(STREAMS / 2);
-      // Every session has ended and released its drive.
-      for (let t = 0; h.server.connections > 0 && t < 200; t++) await new Promise((res) => setTimeout(res, 25));
-      expect(h.server.connections).toBe(0);
-      for (const d of [0, 1]) expect((await (await h.libs.drive('lib1', d)).status()).open).toBe(false);
-    }, 180_000);
-  });
-}
+describeEachBridge((kind) => {
+  test(`${STREAMS} random and mutated command streams`, async () => {
+    const r = rng(Number(process.env.FUZZ_SEED ?? 20261122) + (kind === 'c' ? 1 : 0));
+    const ends = new Map<string, number>();
+    let answered = 0;
+    let next = 0;
+    const feed = (input: Buffer) => (kind === 'c' ? viaC(input) : viaTypeScript(input));
+    await Promise.all(
+      Array.from({ length: PARALLEL }, async () => {
+        while (next < STREAMS) {
+          const i = next++;
+          const { input } = stream(r);
+          const show = () => `stream ${i}: ${JSON.stringify(input.toString('latin1').slice(0, 160))}`;
+          const o = await withTimeout(feed(input), show);
+          expect(o.end, show()).not.toMatch(/^signal/);
+          if (kind === 'c') expect(['ok', 'exit 1'], show()).toContain(o.end);
+          const end = o.end.replace(/\d+/g, 'N');
+          ends.set(end, (ends.get(end) ?? 0) + 1);
+          if (o.output.length === 0) continue;
+          answered++;
+          expect([0x41, 0x45], `${show()} got ${JSON.stringify(o.output.subarray(0, 40).toString('latin1'))}`).toContain(o.output[0]);
+        }
+      }),
+    );
+    console.log(`bridge fuzz (${kind}): ${STREAMS} streams, ${answered} answered; endings ${JSON.stringify(Object.fromEntries(ends))}`);
+    expect(answered).toBeGreaterThan(STREAMS / 2);
+    // Every session has ended and released its drive.
+    for (let t = 0; h.server.connections > 0 && t < 200; t++) await new Promise((res) => setTimeout(res, 25));
+    expect(h.server.connections).toBe(0);
+    for (const d of [0, 1]) expect((await (await h.libs.drive('lib1', d)).status()).open).toBe(false);
+  }, 180_000);
+});

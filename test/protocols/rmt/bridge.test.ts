@@ -13,8 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { MTGET_SIZE } from '../../../src/protocols/rmt/index.js';
 import { randomBytes, seededRng } from '../../helpers/data.js';
-import { nativeBridgePath } from '../../../src/protocols/rmt/bridge-native.js';
-import { BRIDGE_KINDS, RawClient, err, ok, useHarness, type BridgeKind, type Harness, type Reply } from './harness.js';
+import { RawClient, describeEachBridge, err, ok, useHarness, type BridgeKind, type Harness, type Reply } from './harness.js';
 
 let h: Harness;
 const clients: RawClient[] = [];
@@ -84,310 +83,307 @@ function show(r: Reply): string {
 }
 
 // The conformance suite of both bridges: the TypeScript one, and the C one where it is built.
-for (const kind of BRIDGE_KINDS) {
-  const unbuilt = kind === 'c' && !nativeBridgePath();
-  describe.skipIf(unbuilt)(`${kind} bridge${unbuilt ? ' (skipped: native/build/Release/vtl-rmt-bridge is not built; npm ci builds it)' : ''}`, () => {
-    const bridged = (port = h.port) => bridgedVia(kind, port);
+describeEachBridge((kind) => {
+  const bridged = (port = h.port) => bridgedVia(kind, port);
 
-    describe('the same replies as a direct client', () => {
-      test('random scripts of reads, writes, filemarks, spacing, status and reopening, on twin cartridges', async () => {
-        const r = rng(Number(process.env.FUZZ_SEED ?? 7));
-        const a = await direct();
-        const b = bridged();
-        ok(await a.open('/lib1/nst0'));
-        ok(await b.open('/lib1/nst1'));
-        let steps = 0;
-        let bridgedReads = 0;
-        for (let seq = 0; seq < 60; seq++) {
-          for (const s of step(r, seq)) {
-            a.send(s.send(0));
-            b.send(s.send(1));
-            const [x, y] = [show(await a.reply(s.data)), show(await b.reply(s.data))];
-            expect(y, `step ${steps} (${s.label}) of script seed ${process.env.FUZZ_SEED ?? 7}`).toBe(x);
-            if (s.label.startsWith('R')) bridgedReads++;
-            steps++;
-          }
+  describe('the same replies as a direct client', () => {
+    test('random scripts of reads, writes, filemarks, spacing, status and reopening, on twin cartridges', async () => {
+      const r = rng(Number(process.env.FUZZ_SEED ?? 7));
+      const a = await direct();
+      const b = bridged();
+      ok(await a.open('/lib1/nst0'));
+      ok(await b.open('/lib1/nst1'));
+      let steps = 0;
+      let bridgedReads = 0;
+      for (let seq = 0; seq < 60; seq++) {
+        for (const s of step(r, seq)) {
+          a.send(s.send(0));
+          b.send(s.send(1));
+          const [x, y] = [show(await a.reply(s.data)), show(await b.reply(s.data))];
+          expect(y, `step ${steps} (${s.label}) of script seed ${process.env.FUZZ_SEED ?? 7}`).toBe(x);
+          if (s.label.startsWith('R')) bridgedReads++;
+          steps++;
         }
-        // Where each client left its tape, then the two tapes object by object from BOT.
-        expect(await where(b)).toEqual(await where(a));
-        ok(await a.close());
-        ok(await b.close());
-        expect(steps).toBeGreaterThan(150);
-        expect(bridgedReads).toBeGreaterThan(50);
-        const tapes: string[][] = [];
-        for (const d of [0, 1]) {
-          const c = await direct();
-          ok(await c.open(`/lib1/nst${d}`, '0 O_RDONLY'));
-          ok(await c.ioctl(LINUX.setblk, 0));
-          ok(await c.ioctl(LINUX.rewind, 1));
-          const seen: string[] = [];
-          for (let i = 0; i < 5000; i++) {
-            const x = await c.read(2 * 2 ** 20);
-            if (!x.ok) break;
-            seen.push(show(x));
-          }
-          ok(await c.close());
-          tapes.push(seen);
-        }
-        expect(tapes[1]).toEqual(tapes[0]);
-      }, 60_000);
-    });
-
-    describe('read-ahead is taken back exactly', () => {
-      /** Drive 2: file 0 holds records r0..r9, then a filemark, file 1 holds s0..s4, filemark. */
-      beforeAll(async () => {
-        const c = await RawClient.connect(h.port);
-        try {
-          ok(await c.open('/lib1/st2'));
-          for (let i = 0; i < 10; i++) ok(await c.write(Buffer.from(`r${i}`.padEnd(1000, '.'))));
-          ok(await c.ioctl(LINUX.weof, 1));
-          for (let i = 0; i < 5; i++) ok(await c.write(Buffer.from(`s${i}`.padEnd(1000, '.'))));
-          ok(await c.close());
-        } finally {
-          c.destroy();
-        }
-      });
-
-      const text = (r: Reply) => ok(r).data!.subarray(0, 2).toString();
-
-      async function readingClient(): Promise<RawClient> {
-        const c = bridged();
-        ok(await c.open('/lib1/nst2', '0 O_RDONLY'));
-        ok(await c.ioctl(LINUX.rewind, 1));
-        expect(text(await c.read(1000))).toBe('r0');
-        expect(text(await c.read(1000))).toBe('r1'); // the bridge now reads ahead
-        return c;
       }
-
-      test('status and lseek', async () => {
-        const c = await readingClient();
-        expect(await where(c)).toEqual([0, 2]);
-        expect(text(await c.read(1000))).toBe('r2');
-        c.send('L0\n1\n');
-        ok(await c.reply(), 0);
-        expect(text(await c.read(1000))).toBe('r3');
-        expect(await where(c)).toEqual([0, 4]);
-        ok(await c.close());
-      });
-
-      test('BSR and FSF', async () => {
-        const c = await readingClient();
-        ok(await c.ioctl(LINUX.bsr, 1));
-        expect(text(await c.read(1000))).toBe('r1');
-        expect(text(await c.read(1000))).toBe('r2');
-        ok(await c.ioctl(LINUX.fsf, 1));
-        expect(text(await c.read(1000))).toBe('s0');
-        expect(await where(c)).toEqual([1, 1]);
-        ok(await c.close());
-      });
-
-      test('another length, a filemark read as 0 and the end of data', async () => {
-        const c = await readingClient();
-        expect(text(await c.read(4000))).toBe('r2');
-        for (let i = 3; i < 10; i++) expect(text(await c.read(4000))).toBe(`r${i}`);
-        ok(await c.read(4000), 0); // the filemark
-        expect(await where(c)).toEqual([1, 0]);
-        for (let i = 0; i < 5; i++) expect(text(await c.read(4000))).toBe(`s${i}`);
-        ok(await c.read(4000), 0); // the second filemark
-        ok(await c.read(4000), 0); // end of data: 0 once...
-        err(await c.read(4000), 5); // ...then EIO
-        ok(await c.ioctl(LINUX.bsf, 2));
-        ok(await c.ioctl(LINUX.fsf, 1));
-        expect(text(await c.read(1000))).toBe('s0');
-        ok(await c.close());
-      });
-
-      test('close: the next open of the no-rewind device starts where the client stopped', async () => {
-        const c = await readingClient();
-        ok(await c.close());
-        const d = await direct();
-        ok(await d.open('/lib1/nst2', '0 O_RDONLY'));
-        expect(await where(d)).toEqual([0, 2]);
-        expect(text(await d.read(1000))).toBe('r2');
-        ok(await d.close());
-      });
-
-      test('the client hangs up while the bridge reads ahead', async () => {
-        const { client: c, bridge } = RawClient.bridged(h.port, kind);
-        clients.push(c);
-        ok(await c.open('/lib1/nst2', '0 O_RDONLY'));
+      // Where each client left its tape, then the two tapes object by object from BOT.
+      expect(await where(b)).toEqual(await where(a));
+      ok(await a.close());
+      ok(await b.close());
+      expect(steps).toBeGreaterThan(150);
+      expect(bridgedReads).toBeGreaterThan(50);
+      const tapes: string[][] = [];
+      for (const d of [0, 1]) {
+        const c = await direct();
+        ok(await c.open(`/lib1/nst${d}`, '0 O_RDONLY'));
+        ok(await c.ioctl(LINUX.setblk, 0));
         ok(await c.ioctl(LINUX.rewind, 1));
-        expect(text(await c.read(1000))).toBe('r0');
-        expect(text(await c.read(1000))).toBe('r1');
-        c.end();
-        await bridge; // the bridge returns once the server has closed the session
-        const d = await direct();
-        ok(await d.open('/lib1/nst2', '0 O_RDONLY'));
-        expect(await where(d)).toEqual([0, 2]);
-        ok(await d.close());
-      });
-
-      test('a write after reading: it lands right after the last record the client read', async () => {
-        const c = bridged();
-        ok(await c.open('/lib1/nst2'));
-        ok(await c.ioctl(LINUX.rewind, 1));
-        ok(await c.ioctl(LINUX.fsf, 1));
-        expect(text(await c.read(1000))).toBe('s0');
-        expect(text(await c.read(1000))).toBe('s1');
-        ok(await c.write(Buffer.from('t2'.padEnd(1000, '.'))), 1000);
-        ok(await c.ioctl(LINUX.weof, 1));
-        ok(await c.ioctl(LINUX.bsf, 1));
-        ok(await c.ioctl(LINUX.bsr, 1));
-        expect(text(await c.read(1000))).toBe('t2');
-        ok(await c.read(1000), 0);
-        ok(await c.read(1000), 0); // end of data: s3 and s4 were overwritten
-        ok(await c.close());
-      });
-    });
-
-    describe('write-behind', () => {
-      test('near the end of a small cartridge every acknowledged record is on the tape, as directly', async () => {
-        const counts: number[] = [];
-        for (const [i, via] of [
-          [0, 'direct'],
-          [1, 'bridge'],
-        ] as const) {
-          const barcode = `SMALL${kind === 'c' ? 'C' : 'B'}${i}`; // one set per bridge
-          await h.libs.createCartridges({ library: 'lib1', barcodes: [barcode], mediaType: 'custom', capacity: 24 * 2 ** 20 });
-          await h.libs.unload('lib1', 2);
-          await h.libs.load('lib1', 2, barcode);
-          const c = via === 'direct' ? await direct() : bridged();
-          ok(await c.open('/lib1/nst2'));
-          let acked = 0;
-          for (;;) {
-            const r = await c.write(randomBytes(65536, acked));
-            if (!r.ok) {
-              err(r, 28, /No space left on device/);
-              break;
-            }
-            expect(r.value).toBe(65536);
-            acked++;
-          }
-          ok(await c.close());
-          const d = await direct();
-          ok(await d.open('/lib1/st2', '0 O_RDONLY'));
-          ok(await d.ioctl(LINUX.rewind, 1));
-          for (let k = 0; k < acked; k++) expect(ok(await d.read(65536)).data!.equals(randomBytes(65536, k))).toBe(true);
-          ok(await d.read(65536), 0);
-          ok(await d.close());
-          counts.push(acked);
+        const seen: string[] = [];
+        for (let i = 0; i < 5000; i++) {
+          const x = await c.read(2 * 2 ** 20);
+          if (!x.ok) break;
+          seen.push(show(x));
         }
-        expect(counts[1]).toBe(counts[0]);
-        expect(counts[0]).toBeGreaterThan(300);
-      });
+        ok(await c.close());
+        tapes.push(seen);
+      }
+      expect(tapes[1]).toEqual(tapes[0]);
+    }, 60_000);
+  });
+
+  describe('read-ahead is taken back exactly', () => {
+    /** Drive 2: file 0 holds records r0..r9, then a filemark, file 1 holds s0..s4, filemark. */
+    beforeAll(async () => {
+      const c = await RawClient.connect(h.port);
+      try {
+        ok(await c.open('/lib1/st2'));
+        for (let i = 0; i < 10; i++) ok(await c.write(Buffer.from(`r${i}`.padEnd(1000, '.'))));
+        ok(await c.ioctl(LINUX.weof, 1));
+        for (let i = 0; i < 5; i++) ok(await c.write(Buffer.from(`s${i}`.padEnd(1000, '.'))));
+        ok(await c.close());
+      } finally {
+        c.destroy();
+      }
     });
 
-    /**
-     * A scripted vtl rmt server: speaks the extension, grants credit, answers `w` number `failAt`
-     * with EIO, and records every command it received. With `late`, that failure is sent only
-     * when the next command arrives, so the bridge has acknowledged that one too.
-     */
-    async function scriptedServer(failAt: number, late = false): Promise<{ server: Server; port: number; seen: string[] }> {
-      const seen: string[] = [];
-      const server = createServer({ allowHalfOpen: true }, (s: Socket) => {
-        let buf = Buffer.alloc(0);
-        let writes = 0;
-        let failure = '';
-        s.on('data', (d: Buffer) => {
-          buf = Buffer.concat([buf, d]);
-          for (;;) {
-            const m = /^([A-Za-z])([^\n]*)\n(?:([^\n]*)\n)?/.exec(buf.toString('latin1'));
-            if (!m) return;
-            const letter = m[1];
-            const twoLines = 'OIL'.includes(letter);
-            if (twoLines && m[3] === undefined) return;
-            const head = twoLines ? m[0].length : m[1].length + m[2].length + 1;
-            const n = 'wW'.includes(letter) ? Number(m[2]) : 0;
-            if (buf.length < head + n) return;
-            buf = buf.subarray(head + n);
-            seen.push(`${letter}${m[2]}`);
-            s.write(failure); // replies stay in order
-            failure = '';
-            if (letter === 'B') s.write('A1\n');
-            else if (letter === 'w' && ++writes === failAt) {
-              if (late) failure = 'E5\ninjected failure\n';
-              else s.write('E5\ninjected failure\n');
-            }
-            else if (letter === 'w') s.write(`A${n} 1000000\n`);
-            else if (letter === 'W') s.write(`A${n}\n`);
-            else if (letter === 'I') s.write(`A${m[3]}\n`);
-            else s.write('A0\n');
-          }
-        });
-        s.on('end', () => s.end());
-      });
-      await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
-      return { server, port: (server.address() as { port: number }).port, seen };
+    const text = (r: Reply) => ok(r).data!.subarray(0, 2).toString();
+
+    async function readingClient(): Promise<RawClient> {
+      const c = bridged();
+      ok(await c.open('/lib1/nst2', '0 O_RDONLY'));
+      ok(await c.ioctl(LINUX.rewind, 1));
+      expect(text(await c.read(1000))).toBe('r0');
+      expect(text(await c.read(1000))).toBe('r1'); // the bridge now reads ahead
+      return c;
     }
 
-    describe('a failed write the bridge acknowledged', () => {
-      test('its error is the reply to the next command, which does not reach the server', async () => {
-        // Late: however fast the bridge runs, the fourth write is acknowledged before the failure.
-        const { server, port, seen } = await scriptedServer(3, true);
-        try {
-          const c = bridged(port);
-          ok(await c.open('/x/nst0'));
-          for (let i = 0; i < 4; i++) ok(await c.write(Buffer.alloc(1000, i)), 1000); // w 3 fails
-          err(await c.ioctl(LINUX.weof, 1), 5, /injected failure/);
-          expect(seen).not.toContain('I5');
-          ok(await c.ioctl(LINUX.weof, 1), 1); // the error was reported once; this one runs
-          ok(await c.close());
-          expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'w1000', 'w1000', 'I5', 'C']);
-        } finally {
-          server.close();
-        }
-      });
-
-      test('or to the next write, which is not sent', async () => {
-        const { server, port, seen } = await scriptedServer(2);
-        try {
-          const c = bridged(port);
-          ok(await c.open('/x/nst0'));
-          ok(await c.write(Buffer.alloc(1000)), 1000); // waits for its reply: credit comes with it
-          ok(await c.write(Buffer.alloc(1000)), 1000); // acknowledged ahead; fails at the server
-          // The failure arrives before the bridge has anything else to do: wait for it.
-          for (let t = 0; seen.length < 4 && t < 100; t++) await new Promise((res) => setTimeout(res, 10));
-          await new Promise((res) => setTimeout(res, 50));
-          err(await c.write(Buffer.alloc(1000)), 5, /injected failure/);
-          ok(await c.close());
-          expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'C']);
-        } finally {
-          server.close();
-        }
-      });
+    test('status and lseek', async () => {
+      const c = await readingClient();
+      expect(await where(c)).toEqual([0, 2]);
+      expect(text(await c.read(1000))).toBe('r2');
+      c.send('L0\n1\n');
+      ok(await c.reply(), 0);
+      expect(text(await c.read(1000))).toBe('r3');
+      expect(await where(c)).toEqual([0, 4]);
+      ok(await c.close());
     });
 
-    describe('a server that is not there', () => {
-      test('a clear error naming the address, and a failed bridge', async () => {
-        const srv = createServer();
-        await new Promise<void>((res) => srv.listen(0, '127.0.0.1', () => res()));
-        const port = (srv.address() as { port: number }).port;
-        await new Promise<void>((res) => srv.close(() => res()));
-        const { client, bridge } = RawClient.bridged(port, kind);
-        clients.push(client);
-        await expect(bridge).rejects.toThrow(/cannot reach the vtl rmt server at 127\.0\.0\.1:\d+/);
-      });
+    test('BSR and FSF', async () => {
+      const c = await readingClient();
+      ok(await c.ioctl(LINUX.bsr, 1));
+      expect(text(await c.read(1000))).toBe('r1');
+      expect(text(await c.read(1000))).toBe('r2');
+      ok(await c.ioctl(LINUX.fsf, 1));
+      expect(text(await c.read(1000))).toBe('s0');
+      expect(await where(c)).toEqual([1, 1]);
+      ok(await c.close());
     });
 
-    describe('input the bridge cannot parse', () => {
-      test('is relayed as it is, so the server answers it (and hangs up)', async () => {
-        for (const [input, message] of [
-          ['X', /unknown command "X"/],
-          ['W-5\n', /bad write length/],
-          [`W${3 * 2 ** 20}\n`, /a record holds at most/],
-          [`O${'n'.repeat(5000)}\n0\n`, /argument longer than 4096 bytes/],
-        ] as const) {
-          const { client: c, bridge } = RawClient.bridged(h.port, kind);
-          clients.push(c);
-          ok(await c.open('/lib1/nst0', '0 O_RDONLY'));
-          c.send(input);
-          err(await c.reply(), 22, message);
-          await bridge; // the server hung up: the bridge is done
-        }
-      });
+    test('another length, a filemark read as 0 and the end of data', async () => {
+      const c = await readingClient();
+      expect(text(await c.read(4000))).toBe('r2');
+      for (let i = 3; i < 10; i++) expect(text(await c.read(4000))).toBe(`r${i}`);
+      ok(await c.read(4000), 0); // the filemark
+      expect(await where(c)).toEqual([1, 0]);
+      for (let i = 0; i < 5; i++) expect(text(await c.read(4000))).toBe(`s${i}`);
+      ok(await c.read(4000), 0); // the second filemark
+      ok(await c.read(4000), 0); // end of data: 0 once...
+      err(await c.read(4000), 5); // ...then EIO
+      ok(await c.ioctl(LINUX.bsf, 2));
+      ok(await c.ioctl(LINUX.fsf, 1));
+      expect(text(await c.read(1000))).toBe('s0');
+      ok(await c.close());
+    });
+
+    test('close: the next open of the no-rewind device starts where the client stopped', async () => {
+      const c = await readingClient();
+      ok(await c.close());
+      const d = await direct();
+      ok(await d.open('/lib1/nst2', '0 O_RDONLY'));
+      expect(await where(d)).toEqual([0, 2]);
+      expect(text(await d.read(1000))).toBe('r2');
+      ok(await d.close());
+    });
+
+    test('the client hangs up while the bridge reads ahead', async () => {
+      const { client: c, bridge } = RawClient.bridged(h.port, kind);
+      clients.push(c);
+      ok(await c.open('/lib1/nst2', '0 O_RDONLY'));
+      ok(await c.ioctl(LINUX.rewind, 1));
+      expect(text(await c.read(1000))).toBe('r0');
+      expect(text(await c.read(1000))).toBe('r1');
+      c.end();
+      await bridge; // the bridge returns once the server has closed the session
+      const d = await direct();
+      ok(await d.open('/lib1/nst2', '0 O_RDONLY'));
+      expect(await where(d)).toEqual([0, 2]);
+      ok(await d.close());
+    });
+
+    test('a write after reading: it lands right after the last record the client read', async () => {
+      const c = bridged();
+      ok(await c.open('/lib1/nst2'));
+      ok(await c.ioctl(LINUX.rewind, 1));
+      ok(await c.ioctl(LINUX.fsf, 1));
+      expect(text(await c.read(1000))).toBe('s0');
+      expect(text(await c.read(1000))).toBe('s1');
+      ok(await c.write(Buffer.from('t2'.padEnd(1000, '.'))), 1000);
+      ok(await c.ioctl(LINUX.weof, 1));
+      ok(await c.ioctl(LINUX.bsf, 1));
+      ok(await c.ioctl(LINUX.bsr, 1));
+      expect(text(await c.read(1000))).toBe('t2');
+      ok(await c.read(1000), 0);
+      ok(await c.read(1000), 0); // end of data: s3 and s4 were overwritten
+      ok(await c.close());
     });
   });
-}
+
+  describe('write-behind', () => {
+    test('near the end of a small cartridge every acknowledged record is on the tape, as directly', async () => {
+      const counts: number[] = [];
+      for (const [i, via] of [
+        [0, 'direct'],
+        [1, 'bridge'],
+      ] as const) {
+        const barcode = `SMALL${kind === 'c' ? 'C' : 'B'}${i}`; // one set per bridge
+        await h.libs.createCartridges({ library: 'lib1', barcodes: [barcode], mediaType: 'custom', capacity: 24 * 2 ** 20 });
+        await h.libs.unload('lib1', 2);
+        await h.libs.load('lib1', 2, barcode);
+        const c = via === 'direct' ? await direct() : bridged();
+        ok(await c.open('/lib1/nst2'));
+        let acked = 0;
+        for (;;) {
+          const r = await c.write(randomBytes(65536, acked));
+          if (!r.ok) {
+            err(r, 28, /No space left on device/);
+            break;
+          }
+          expect(r.value).toBe(65536);
+          acked++;
+        }
+        ok(await c.close());
+        const d = await direct();
+        ok(await d.open('/lib1/st2', '0 O_RDONLY'));
+        ok(await d.ioctl(LINUX.rewind, 1));
+        for (let k = 0; k < acked; k++) expect(ok(await d.read(65536)).data!.equals(randomBytes(65536, k))).toBe(true);
+        ok(await d.read(65536), 0);
+        ok(await d.close());
+        counts.push(acked);
+      }
+      expect(counts[1]).toBe(counts[0]);
+      expect(counts[0]).toBeGreaterThan(300);
+    });
+  });
+
+  /**
+   * A scripted vtl rmt server: speaks the extension, grants credit, answers `w` number `failAt`
+   * with EIO, and records every command it received. With `late`, that failure is sent only
+   * when the next command arrives, so the bridge has acknowledged that one too.
+   */
+  async function scriptedServer(failAt: number, late = false): Promise<{ server: Server; port: number; seen: string[] }> {
+    const seen: string[] = [];
+    const server = createServer({ allowHalfOpen: true }, (s: Socket) => {
+      let buf = Buffer.alloc(0);
+      let writes = 0;
+      let failure = '';
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const m = /^([A-Za-z])([^\n]*)\n(?:([^\n]*)\n)?/.exec(buf.toString('latin1'));
+          if (!m) return;
+          const letter = m[1];
+          const twoLines = 'OIL'.includes(letter);
+          if (twoLines && m[3] === undefined) return;
+          const head = twoLines ? m[0].length : m[1].length + m[2].length + 1;
+          const n = 'wW'.includes(letter) ? Number(m[2]) : 0;
+          if (buf.length < head + n) return;
+          buf = buf.subarray(head + n);
+          seen.push(`${letter}${m[2]}`);
+          s.write(failure); // replies stay in order
+          failure = '';
+          if (letter === 'B') s.write('A1\n');
+          else if (letter === 'w' && ++writes === failAt) {
+            if (late) failure = 'E5\ninjected failure\n';
+            else s.write('E5\ninjected failure\n');
+          }
+          else if (letter === 'w') s.write(`A${n} 1000000\n`);
+          else if (letter === 'W') s.write(`A${n}\n`);
+          else if (letter === 'I') s.write(`A${m[3]}\n`);
+          else s.write('A0\n');
+        }
+      });
+      s.on('end', () => s.end());
+    });
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+    return { server, port: (server.address() as { port: number }).port, seen };
+  }
+
+  describe('a failed write the bridge acknowledged', () => {
+    test('its error is the reply to the next command, which does not reach the server', async () => {
+      // Late: however fast the bridge runs, the fourth write is acknowledged before the failure.
+      const { server, port, seen } = await scriptedServer(3, true);
+      try {
+        const c = bridged(port);
+        ok(await c.open('/x/nst0'));
+        for (let i = 0; i < 4; i++) ok(await c.write(Buffer.alloc(1000, i)), 1000); // w 3 fails
+        err(await c.ioctl(LINUX.weof, 1), 5, /injected failure/);
+        expect(seen).not.toContain('I5');
+        ok(await c.ioctl(LINUX.weof, 1), 1); // the error was reported once; this one runs
+        ok(await c.close());
+        expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'w1000', 'w1000', 'I5', 'C']);
+      } finally {
+        server.close();
+      }
+    });
+
+    test('or to the next write, which is not sent', async () => {
+      const { server, port, seen } = await scriptedServer(2);
+      try {
+        const c = bridged(port);
+        ok(await c.open('/x/nst0'));
+        ok(await c.write(Buffer.alloc(1000)), 1000); // waits for its reply: credit comes with it
+        ok(await c.write(Buffer.alloc(1000)), 1000); // acknowledged ahead; fails at the server
+        // The failure arrives before the bridge has anything else to do: wait for it.
+        for (let t = 0; seen.length < 4 && t < 100; t++) await new Promise((res) => setTimeout(res, 10));
+        await new Promise((res) => setTimeout(res, 50));
+        err(await c.write(Buffer.alloc(1000)), 5, /injected failure/);
+        ok(await c.close());
+        expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'C']);
+      } finally {
+        server.close();
+      }
+    });
+  });
+
+  describe('a server that is not there', () => {
+    test('a clear error naming the address, and a failed bridge', async () => {
+      const srv = createServer();
+      await new Promise<void>((res) => srv.listen(0, '127.0.0.1', () => res()));
+      const port = (srv.address() as { port: number }).port;
+      await new Promise<void>((res) => srv.close(() => res()));
+      const { client, bridge } = RawClient.bridged(port, kind);
+      clients.push(client);
+      await expect(bridge).rejects.toThrow(/cannot reach the vtl rmt server at 127\.0\.0\.1:\d+/);
+    });
+  });
+
+  describe('input the bridge cannot parse', () => {
+    test('is relayed as it is, so the server answers it (and hangs up)', async () => {
+      for (const [input, message] of [
+        ['X', /unknown command "X"/],
+        ['W-5\n', /bad write length/],
+        [`W${3 * 2 ** 20}\n`, /a record holds at most/],
+        [`O${'n'.repeat(5000)}\n0\n`, /argument longer than 4096 bytes/],
+      ] as const) {
+        const { client: c, bridge } = RawClient.bridged(h.port, kind);
+        clients.push(c);
+        ok(await c.open('/lib1/nst0', '0 O_RDONLY'));
+        c.send(input);
+        err(await c.reply(), 22, message);
+        await bridge; // the server hung up: the bridge is done
+      }
+    });
+  });
+});
 
 describe('the extension on its own', () => {
   test('without the hello, w and U are unknown commands', async () => {

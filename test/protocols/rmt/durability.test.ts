@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Libraries } from '../../../src/library/index.js';
 import { RmtServer } from '../../../src/protocols/rmt/index.js';
-import { nativeBridgePath } from '../../../src/protocols/rmt/bridge-native.js';
 import { initDataStore, openDataStore } from '../../../src/stream/store.js';
 import { randomBytes } from '../../helpers/data.js';
-import { RawClient, REPO, type Reply } from './harness.js';
+import { RawClient, REPO, cBridgeMissing, type Reply } from './harness.js';
 
 let dir: string;
 
@@ -128,8 +127,7 @@ test('through the bridge, with write-behind: a filemark is answered only when ev
   expect(await readBack()).toEqual([tag(0), tag(1), tag(2), '', tag(10), tag(11), tag(12), tag(13), '', ...written, '', '']);
 });
 
-const unbuilt = !nativeBridgePath();
-test.skipIf(unbuilt)(`the same through the C bridge${unbuilt ? ' (skipped: native/build/Release/vtl-rmt-bridge is not built; npm ci builds it)' : ''}`, async () => {
+test.skipIf(cBridgeMissing !== undefined)(`the same through the C bridge${cBridgeMissing ? ` (skipped: ${cBridgeMissing})` : ''}`, async () => {
   const { child, port } = await startChild();
   const { client: c, bridge } = RawClient.bridged(port, 'c');
   const bridgeEnded = bridge.catch(() => undefined);

@@ -2,7 +2,7 @@
  * A real rmt server over a temporary data store, a library `lib1` with cartridges, an rsh
  * wrapper that runs `vtl rmt` for tar/cpio/mt, and a small raw rmt client for protocol tests.
  */
-import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -17,7 +17,18 @@ import { initDataStore, openDataStore, type DataStore } from '../../../src/strea
 
 /** The two builds of `vtl rmt`'s bridge, which run one conformance suite. */
 export type BridgeKind = 'typescript' | 'c';
-export const BRIDGE_KINDS: BridgeKind[] = ['typescript', 'c'];
+const BRIDGE_KINDS: BridgeKind[] = ['typescript', 'c'];
+
+/** Why the C bridge cannot run here, or undefined when it can. */
+export const cBridgeMissing = nativeBridgePath() ? undefined : 'native/build/Release/vtl-rmt-bridge is not built (npm ci builds it) or VTL_NATIVE_BRIDGE=0';
+
+/** Declares `suite` once per bridge build; the C one is skipped, saying why, where it cannot run. */
+export function describeEachBridge(suite: (kind: BridgeKind) => void): void {
+  for (const kind of BRIDGE_KINDS) {
+    const missing = kind === 'c' ? cBridgeMissing : undefined;
+    describe.skipIf(missing !== undefined)(`${kind} bridge${missing ? ` (skipped: ${missing})` : ''}`, () => suite(kind));
+  }
+}
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 
