@@ -14,6 +14,7 @@ import type { Level } from 'level';
 import type { ChunkRef, ChunkStore, CommitBatch, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
 import type { BinarySublevel, ChunkRefs } from '../dedup/fingerprint-index.js';
 import { REF_WORDS, decodeRef, encodeRef, fingerprintWords } from '../dedup/fingerprint-index.js';
+import { takeBuffer } from './buffers.js';
 import type { StreamId, StreamReader, StreamStats, StreamWriter, Streams, SyncBatch } from './index.js';
 
 export const RECIPE_ENTRY = 36;
@@ -680,7 +681,7 @@ class RecipeReader implements StreamReader {
 
   async read(max: number): Promise<Buffer> {
     const want = Math.max(0, Math.min(max, this.streams.syncedLength(this.id) - this.pos));
-    const out = Buffer.allocUnsafe(want);
+    const out = takeBuffer(want);
     await this.readInto(out, 0, want);
     return out;
   }
@@ -696,7 +697,8 @@ class RecipeReader implements StreamReader {
         const c = w.chunks[k];
         const from = this.pos - (w.ends[k] - c.length);
         const n = Math.min(c.length - from, want - filled);
-        buf.set(c.subarray(from, from + n), offset + filled);
+        // Buffer.copy, not set(): from a SharedArrayBuffer set() is about 1.5x slower here.
+        c.copy(buf, offset + filled, from, from + n);
         filled += n;
         this.pos += n;
       }

@@ -19,4 +19,21 @@ describe('tape file checksum', () => {
     expect(whole.digest()).toBe(a.digest());
     expect(new FileChecksum().digest()).toBe(xxh3.xxh128(Buffer.alloc(0)).toString(16).padStart(32, '0'));
   });
+
+  it('goes on after a digest, its own or another file\'s, in any order of files', () => {
+    const data = randomBytes(1024 * 1024, 6);
+    const hex = (b: Uint8Array) => xxh3.xxh128(b).toString(16).padStart(32, '0');
+    const a = new FileChecksum();
+    const b = new FileChecksum();
+    const mid = 300_001;
+    a.update(data.subarray(0, mid));
+    expect(a.digest()).toBe(hex(data.subarray(0, mid))); // a owned the hasher
+    b.update(data.subarray(0, 7));
+    expect(a.digest()).toBe(hex(data.subarray(0, mid))); // b owns it now
+    a.update(data.subarray(mid));
+    expect(b.digest()).toBe(hex(data.subarray(0, 7)));
+    b.update(data.subarray(7));
+    expect(a.digest()).toBe(hex(data));
+    expect(b.digest()).toBe(hex(data));
+  });
 });

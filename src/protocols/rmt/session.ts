@@ -17,6 +17,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
+import { recycleBuffer } from '../../tape/index.js';
 import { MAX_TRANSFER, TapeDevice } from './device.js';
 import { Input, ProtocolError } from './input.js';
 import { RmtError, parseDevice, parseOpenFlags } from './names.js';
@@ -332,7 +333,8 @@ export class RmtSession {
       });
     }
     this.socket.write(text);
-    if (data && data.length > 0) this.socket.write(data);
+    // Once the socket has taken a read's bytes, its buffer serves the next read.
+    if (data && data.length > 0) this.socket.write(data, () => recycleBuffer(data));
   }
 
   /** Sends a reply; waits while the client is slow to read (bounded output). */

@@ -1,0 +1,49 @@
+/**
+ * Read buffers that go round instead of to the garbage collector.
+ *
+ * A reader streaming a tape hands out one fresh buffer per record (64 KiB for tar -b 128), and
+ * those buffers cost the server more in GC than the bytes cost to copy. A consumer that knows
+ * when it is done with a buffer (the rmt session, once the socket has taken the bytes) gives it
+ * back with `recycleBuffer`, and the next read takes it again. A consumer that does not simply
+ * drops it, as before.
+ *
+ * Only buffers this module made, whole and not already given back, are taken back; anything
+ * else is ignored, so a wrong call can waste a buffer but never hand one out twice.
+ */
+
+/** Smallest and largest size class, as powers of two (4 KiB .. 4 MiB). */
+const MIN_SHIFT = 12;
+const MAX_SHIFT = 22;
+/** Bytes kept free in all classes together: beyond it, given-back buffers are dropped. */
+const KEEP_BYTES = 32 * 1024 * 1024;
+
+const free: ArrayBuffer[][] = Array.from({ length: MAX_SHIFT + 1 }, () => []);
+/** Buffers out with a consumer: only these can come back. */
+const out = new WeakSet<ArrayBuffer>();
+let freeBytes = 0;
+
+function sizeClass(n: number): number {
+  const shift = Math.max(MIN_SHIFT, 32 - Math.clz32(n - 1));
+  return shift;
+}
+
+/** A buffer of `n` bytes (contents undefined), from the free ones when one fits. */
+export function takeBuffer(n: number): Buffer {
+  if (n <= 0 || n > 2 ** MAX_SHIFT) return Buffer.allocUnsafe(Math.max(0, n));
+  const shift = sizeClass(n);
+  let ab = free[shift].pop();
+  if (ab) freeBytes -= ab.byteLength;
+  else ab = new ArrayBuffer(2 ** shift);
+  out.add(ab);
+  return Buffer.from(ab, 0, n);
+}
+
+/** Gives back a buffer from `takeBuffer` whose bytes nobody will look at again. */
+export function recycleBuffer(b: Uint8Array): void {
+  const ab = b.buffer;
+  if (!(ab instanceof ArrayBuffer) || b.byteOffset !== 0 || !out.has(ab)) return;
+  out.delete(ab);
+  if (freeBytes + ab.byteLength > KEEP_BYTES) return;
+  free[sizeClass(ab.byteLength)].push(ab);
+  freeBytes += ab.byteLength;
+}

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { recycleBuffer, takeBuffer } from '../../src/stream/buffers.js';
+
+describe('read buffers', () => {
+  it('hands a given-back buffer out again, once', () => {
+    const a = takeBuffer(65_536);
+    expect(a.length).toBe(65_536);
+    recycleBuffer(a);
+    recycleBuffer(a); // a second give-back of the same buffer is ignored
+    const b = takeBuffer(60_000); // same size class
+    const c = takeBuffer(60_000);
+    expect(b.buffer).toBe(a.buffer);
+    expect(c.buffer).not.toBe(a.buffer);
+    expect(b.length).toBe(60_000);
+  });
+
+  it('takes back only whole buffers it made', () => {
+    const own = takeBuffer(10_000);
+    recycleBuffer(own.subarray(1)); // a view that does not start the buffer
+    recycleBuffer(Buffer.alloc(16_384)); // not one of ours
+    recycleBuffer(new Uint8Array(new SharedArrayBuffer(16_384)));
+    const next = takeBuffer(10_000);
+    expect(next.buffer).not.toBe(own.buffer);
+  });
+
+  it('serves zero and oversized lengths without keeping them', () => {
+    expect(takeBuffer(0).length).toBe(0);
+    const huge = takeBuffer(5 * 1024 * 1024);
+    expect(huge.length).toBe(5 * 1024 * 1024);
+    recycleBuffer(huge);
+    expect(takeBuffer(5 * 1024 * 1024).buffer).not.toBe(huge.buffer);
+  });
+});
