@@ -24,6 +24,15 @@
       "cflags_cc": ["-O3", "-Wall"]
     },
     {
+      "target_name": "vtl_checksum",
+      "sources": ["src/checksum-addon.cc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-ldl"],
+      "cflags_cc!": ["-O2", "-O0"],
+      "cflags_cc": ["-O3", "-Wall"]
+    },
+    {
       "target_name": "vtl-rmt-bridge",
       "type": "executable",
       "sources": ["src/rmt-bridge.c"],
