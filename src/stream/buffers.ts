@@ -11,7 +11,7 @@
  * else is ignored, so a wrong call can waste a buffer but never hand one out twice.
  */
 
-/** Smallest and largest size class, as powers of two (4 KiB .. 4 MiB). */
+/** Size classes are powers of two above 4 KiB up to 4 MiB. */
 const MIN_SHIFT = 12;
 const MAX_SHIFT = 22;
 /** Bytes kept free in all classes together: beyond it, given-back buffers are dropped. */
@@ -22,14 +22,17 @@ const free: ArrayBuffer[][] = Array.from({ length: MAX_SHIFT + 1 }, () => []);
 const out = new WeakSet<ArrayBuffer>();
 let freeBytes = 0;
 
+/** The power of two that holds n bytes (MIN_SHIFT < n <= 2^MAX_SHIFT). */
 function sizeClass(n: number): number {
-  const shift = Math.max(MIN_SHIFT, 32 - Math.clz32(n - 1));
-  return shift;
+  return 32 - Math.clz32(n - 1);
 }
 
-/** A buffer of `n` bytes (contents undefined), from the free ones when one fits. */
+/**
+ * A buffer of `n` bytes (contents undefined), from the free ones when one fits. Small ones
+ * come from Node's own pool, as before: rounding them up would waste more than GC costs.
+ */
 export function takeBuffer(n: number): Buffer {
-  if (n <= 0 || n > 2 ** MAX_SHIFT) return Buffer.allocUnsafe(Math.max(0, n));
+  if (n <= 2 ** MIN_SHIFT || n > 2 ** MAX_SHIFT) return Buffer.allocUnsafe(Math.max(0, n));
   const shift = sizeClass(n);
   let ab = free[shift].pop();
   if (ab) freeBytes -= ab.byteLength;

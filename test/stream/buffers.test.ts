@@ -23,8 +23,13 @@ describe('read buffers', () => {
     expect(next.buffer).not.toBe(own.buffer);
   });
 
-  it('serves zero and oversized lengths without keeping them', () => {
+  it('serves zero, small and oversized lengths without keeping them', () => {
     expect(takeBuffer(0).length).toBe(0);
+    const small = takeBuffer(512);
+    expect(small.length).toBe(512);
+    recycleBuffer(small);
+    const again = takeBuffer(512); // from Node's pool: never the same bytes handed out twice
+    expect(again.buffer === small.buffer && again.byteOffset === small.byteOffset).toBe(false);
     const huge = takeBuffer(5 * 1024 * 1024);
     expect(huge.length).toBe(5 * 1024 * 1024);
     recycleBuffer(huge);
