@@ -36,7 +36,7 @@ export function takeBuffer(n: number): Buffer {
   const shift = sizeClass(n);
   let ab = free[shift].pop();
   if (ab) freeBytes -= ab.byteLength;
-  else ab = new ArrayBuffer(2 ** shift);
+  else ab = Buffer.allocUnsafeSlow(2 ** shift).buffer as ArrayBuffer; // not zero-filled, as `new ArrayBuffer` would be
   out.add(ab);
   return Buffer.from(ab, 0, n);
 }
