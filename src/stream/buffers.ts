@@ -22,7 +22,7 @@ const free: ArrayBuffer[][] = Array.from({ length: MAX_SHIFT + 1 }, () => []);
 const out = new WeakSet<ArrayBuffer>();
 let freeBytes = 0;
 
-/** The power of two that holds n bytes (MIN_SHIFT < n <= 2^MAX_SHIFT). */
+/** The exponent of the power of two that holds n bytes (2^MIN_SHIFT < n <= 2^MAX_SHIFT). */
 function sizeClass(n: number): number {
   return 32 - Math.clz32(n - 1);
 }

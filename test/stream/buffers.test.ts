@@ -17,10 +17,12 @@ describe('read buffers', () => {
   it('takes back only whole buffers it made', () => {
     const own = takeBuffer(10_000);
     recycleBuffer(own.subarray(1)); // a view that does not start the buffer
-    recycleBuffer(Buffer.alloc(16_384)); // not one of ours
+    const foreign = Buffer.alloc(16_384); // the same size class, but not one of ours
+    recycleBuffer(foreign);
     recycleBuffer(new Uint8Array(new SharedArrayBuffer(16_384)));
     const next = takeBuffer(10_000);
     expect(next.buffer).not.toBe(own.buffer);
+    expect(next.buffer).not.toBe(foreign.buffer);
   });
 
   it('serves zero, small and oversized lengths without keeping them', () => {
