@@ -196,10 +196,12 @@ run_vtl() {
   if [[ $RUN_VTL == 0 ]]; then note "vtl: skipped (--no-vtl)"; return; fi
   local cmd runner
   if [[ -f "$REPO_DIR/dist/cli/main.js" ]]; then
-    cmd=(node "$REPO_DIR/dist/cli/main.js") runner=dist
+    cmd=("$REPO_DIR/src/cli/vtl") runner=dist # the launcher, as an installed vtl runs
   else
     # tsx compiles on the fly and adds its loader's memory to the peak RSS.
-    cmd=(node --import tsx "$REPO_DIR/src/cli/main.ts") runner=tsx
+    local -a options
+    read -ra options <<< "$(sed -n "s/^node_options='\(.*\)'$/\1/p" "$REPO_DIR/src/cli/vtl")"
+    cmd=(node "${options[@]}" --import tsx "$REPO_DIR/src/cli/main.ts") runner=tsx
   fi
   note "vtl: ${cmd[*]} bench dedup --json ${VTL_ARGS:+$VTL_ARGS }<${#FILES[@]} files>"
   # shellcheck disable=SC2086 # VTL_ARGS is a list of words

@@ -6,11 +6,14 @@
  *   (default 256 MiB), written to a temporary directory in /dev/shm (tmpfs: this VM's page
  *   cache does not keep files, so a tar on disk would be read at the disk's rate). VTL_BENCH_RMT_RUNS (default 2) runs of
  *   each side, alternating; the best of each is reported. VTL_BENCH_RMT_BLOCKING (default 128)
- *   sets tar's blocking factor. VTL_BENCH_RMT_SERVER_NODE_ARGS and VTL_BENCH_RMT_BRIDGE_NODE_ARGS
- *   add node options to the server's and `vtl rmt`'s processes (`--cpu-prof --cpu-prof-dir=DIR`).
+ *   sets tar's blocking factor. VTL_BENCH_RMT_SERVER_NODE_ARGS adds node options to the server's
+ *   process (`--cpu-prof --cpu-prof-dir=DIR`); VTL_BENCH_RMT_BRIDGE_NODE_ARGS runs the Node CLI's
+ *   `vtl rmt` with them instead of the launcher's.
  *
  * Both sides run the current source: it is compiled (tsc, no type check) into the temporary
- * directory first, so that `vtl rmt` starts as fast as an installed vtl does.
+ * directory first, beside a copy of the `vtl` launcher (src/cli/vtl), and every vtl command
+ * runs as an installed vtl's does: through the launcher (`vtl rmt` is then the C bridge itself,
+ * where it is built), and the server scripts with the launcher's node options.
  *
  * rmt side: an RmtServer from the compiled source in its own process (its codec workers load
  * the compiled code, as with `npm start`) over a fresh data store, a library with one drive;
@@ -42,7 +45,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +64,7 @@ const BIG_PIPE = 2 ** 20;
  * Compiles the current source into `dir` (a package beside the repository's node_modules and
  * native addon, as dist is) and returns the command that runs its CLI.
  */
-async function buildVtl(dir: string): Promise<string[]> {
+async function buildVtl(dir: string): Promise<{ launcher: string; main: string }> {
   await mkdir(dir, { recursive: true });
   const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
   execFileSync(process.execPath, [tsc, '-p', join(REPO, 'tsconfig.build.json'), '--outDir', join(dir, 'dist'), '--noCheck', '--sourceMap', 'false'], { cwd: REPO, stdio: 'inherit' });
@@ -70,10 +73,20 @@ async function buildVtl(dir: string): Promise<string[]> {
   await symlink(join(REPO, 'native'), join(dir, 'native'));
   await writeFile(join(dir, 'rmt-server.mjs'), SERVER_SCRIPT);
   await writeFile(join(dir, 'rmt-memory-server.mjs'), MEMORY_SERVER_SCRIPT);
-  return [process.execPath, join(dir, 'dist', 'cli', 'main.js')];
+  const launcher = join(dir, 'src', 'cli', 'vtl');
+  await mkdir(dirname(launcher), { recursive: true });
+  await copyFile(join(REPO, 'src', 'cli', 'vtl'), launcher);
+  await chmod(launcher, 0o755);
+  const m = /^node_options='([^']*)'$/m.exec(readFileSync(launcher, 'utf8'));
+  if (!m) throw new Error('src/cli/vtl has no node_options line');
+  nodeOptions = m[1].split(/\s+/).filter(Boolean);
+  return { launcher, main: join(dir, 'dist', 'cli', 'main.js') };
 }
 
-let vtl: string[] = [];
+/** The build: its `vtl` launcher, and the Node CLI it runs. */
+let vtl = { launcher: '', main: '' };
+/** The launcher's node options, for the server scripts. */
+let nodeOptions: string[] = [];
 
 function sh(command: string): Promise<void> {
   return new Promise((res, rej) => {
@@ -223,7 +236,7 @@ interface ServerProcess {
 
 /** Starts one of the server scripts written beside the build (`rmt-server.mjs`, ...). */
 async function startServer(script: string, args: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeArgs('VTL_BENCH_RMT_SERVER_NODE_ARGS'), join(dirname(vtl[1]), '..', '..', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeOptions, ...nodeArgs('VTL_BENCH_RMT_SERVER_NODE_ARGS'), join(dirname(vtl.main), '..', '..', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const port = await new Promise<number>((res, rej) => {
     let out = '';
@@ -249,7 +262,10 @@ async function startServer(script: string, args: string[]): Promise<ServerProces
 /** An rsh wrapper in `dir` that runs `vtl rmt` against the server on `port`; tar's command. */
 async function tarThrough(dir: string, port: number): Promise<string> {
   const rsh = join(dir, 'rsh');
-  await writeFile(rsh, `#!/bin/sh\n${quote(vtl[0])} ${nodeArgs('VTL_BENCH_RMT_BRIDGE_NODE_ARGS').map(quote).join(' ')} ${quote(vtl[1])} rmt --server 127.0.0.1:${port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
+  // With node options for the bridge (profiling), the Node CLI's `vtl rmt`; else the launcher's.
+  const bridgeArgs = nodeArgs('VTL_BENCH_RMT_BRIDGE_NODE_ARGS');
+  const command = bridgeArgs.length > 0 ? [process.execPath, ...nodeOptions, ...bridgeArgs, vtl.main] : [vtl.launcher];
+  await writeFile(rsh, `#!/bin/sh\n${command.map(quote).join(' ')} rmt --server 127.0.0.1:${port}\nstatus=$?\ntimes >> "$VTL_BENCH_CPU_FILE"\nexit $status\n`);
   await chmod(rsh, 0o755);
   return `tar --rsh-command=${quote(rsh)} -b ${BLOCKING}`;
 }
@@ -451,8 +467,7 @@ function buildTarCeiling(dir: string): string | undefined {
 }
 
 function dedupRun(file: string, work: string): { ingest: number; restore: number } {
-  const [cmd, ...args] = vtl;
-  const out = execFileSync(cmd, [...args, 'bench', 'dedup', '--json', '--work', work, file], { cwd: REPO, encoding: 'utf8' });
+  const out = execFileSync(vtl.launcher, ['bench', 'dedup', '--json', '--work', work, file], { cwd: REPO, encoding: 'utf8' });
   const g = JSON.parse(out).generations[0];
   return { ingest: g.ingestMBps, restore: g.restoreMBps };
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** Entry point of the `vtl` command. */
+/** Entry point of the `vtl` command (run by the launcher beside it, `vtl`, with its node options). */
 import { Command } from 'commander';
 
 /** `vtl rmt` loads only the bridge: it starts once per tar run, and the rest takes 0.3 s. */

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { Duplex, PassThrough } from 'node:stream';
+import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,14 +163,18 @@ export class RawClient {
         child.on('error', rej);
         child.on('close', (code) => (code === 0 ? res() : rej(new Error(`vtl-rmt-bridge exited ${code}: ${Buffer.concat(stderr).toString().trim()}`))));
       });
-      const pipe = Duplex.from({ readable: child.stdout, writable: child.stdin });
-      return { client: new RawClient(pipe as unknown as Socket), bridge };
+      return { client: RawClient.overStdio(child), bridge };
     }
     const stdin = new PassThrough();
     const stdout = new PassThrough();
     const bridge = runRmtBridge(`127.0.0.1:${port}`, stdin, stdout);
     const pipe = Duplex.from({ readable: stdout, writable: stdin });
     return { client: new RawClient(pipe as unknown as Socket), bridge };
+  }
+
+  /** A client speaking to a child process (a bridge) on its stdin and stdout. */
+  static overStdio(child: { stdin: Writable; stdout: Readable }): RawClient {
+    return new RawClient(Duplex.from({ readable: child.stdout, writable: child.stdin }) as unknown as Socket);
   }
 
   static connect(port: number): Promise<RawClient> {
