@@ -62,7 +62,7 @@ const BIG_PIPE = 2 ** 20;
 
 /**
  * Compiles the current source into `dir` (a package beside the repository's node_modules and
- * native addon, as dist is) and returns the command that runs its CLI.
+ * native addon, as dist is), with a copy of the `vtl` launcher; returns both entry points.
  */
 async function buildVtl(dir: string): Promise<{ launcher: string; main: string }> {
   await mkdir(dir, { recursive: true });
