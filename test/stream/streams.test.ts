@@ -140,6 +140,8 @@ describe('recipe streams', () => {
       const expected = Buffer.concat([data.subarray(0, cut), tail]);
       expect(await s.streams.length(id)).toBe(expected.length);
       expect((await readAll(s, id)).equals(expected)).toBe(true);
+      // Record-sized reads from before the overwrite point across it, as a tape client reads.
+      for (const size of [10240, 65536]) expect((await readAll(s, id, cut - 50_000, size)).equals(expected.subarray(cut - 50_000))).toBe(true);
       await s.streams.truncate(id, 1000);
       expect((await readAll(s, id)).equals(data.subarray(0, 1000))).toBe(true);
     });
