@@ -148,19 +148,32 @@ export class TapeDevice {
     return this.flags.access !== 'read';
   }
 
-  async write(data: Buffer): Promise<number> {
-    this.journal.length = 0;
-    if (!this.writable) throw new RmtError('EBADF', 'the device is open for reading only');
-    if (data.length > MAX_TRANSFER) throw new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes`);
-    await this.settle();
-    this.moved();
-    const bs = this.medium.blockSize;
-    if (bs > 0 && data.length % bs !== 0) throw new RmtError('EINVAL', `${data.length} bytes is not a whole number of ${bs}-byte blocks`);
-    if (this.writing && this.farFromEnd()) {
+  /**
+   * Writes one record. `done`, if given, is called once the medium no longer needs `data`
+   * (stored, failed or never started): in streaming mode that is after this returns.
+   */
+  async write(data: Buffer, done?: () => void): Promise<number> {
+    let stored: Promise<TapeResult> | undefined;
+    let streaming = false;
+    try {
+      this.journal.length = 0;
+      if (!this.writable) throw new RmtError('EBADF', 'the device is open for reading only');
+      if (data.length > MAX_TRANSFER) throw new RmtError('EINVAL', `a record holds at most ${MAX_TRANSFER} bytes`);
+      await this.settle();
+      this.moved();
+      const bs = this.medium.blockSize;
+      if (bs > 0 && data.length % bs !== 0) throw new RmtError('EINVAL', `${data.length} bytes is not a whole number of ${bs}-byte blocks`);
+      streaming = this.writing && this.farFromEnd();
+      stored = this.medium.write(data);
+      if (done) stored.then(done, done);
+    } finally {
+      if (!stored) done?.();
+    }
+    if (streaming) {
       // Streaming: the previous write succeeded at EOD and this one cannot reach the early
       // warning zone, so it can only fail on an internal error, reported by the next command.
       this.pendingBytes = data.length;
-      this.pendingWrite = this.medium.write(data).then(
+      this.pendingWrite = stored.then(
         (r) => {
           this.residue = r.residue;
           if (!r.ok || r.transferred !== data.length) this.deferred = errnoOf(r);
@@ -171,7 +184,7 @@ export class TapeDevice {
       );
       return data.length;
     }
-    const r = await this.medium.write(data);
+    const r = await stored;
     this.residue = r.residue;
     if (!r.ok && r.transferred === 0) throw errnoOf(r);
     this.writing = true;

@@ -17,9 +17,14 @@ export class Input {
   private ended = false;
   private wake: (() => void) | undefined;
 
+  /**
+   * `alloc` makes the buffer for bytes that span received chunks (the rmt server takes them
+   * from the record buffer pool and gives them back once stored); by default a new one.
+   */
   constructor(
     private readonly source: Readable,
     private readonly highWater: number,
+    private readonly alloc: (n: number) => Buffer = Buffer.allocUnsafe,
   ) {
     source.on('data', (c: Buffer) => {
       this.chunks.push(c);
@@ -137,7 +142,7 @@ export class Input {
       this.consume(n);
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = this.alloc(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0];

@@ -17,7 +17,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
-import { recycleBuffer } from '../../tape/index.js';
+import { recycleBuffer, takeBuffer } from '../../tape/index.js';
 import { MAX_TRANSFER, TapeDevice } from './device.js';
 import { Input, ProtocolError } from './input.js';
 import { RmtError, parseDevice, parseOpenFlags } from './names.js';
@@ -64,7 +64,8 @@ export class RmtSession {
     private readonly socket: Socket,
     private readonly opts: SessionOptions,
   ) {
-    this.input = new Input(socket, MAX_TRANSFER + 256 * 1024);
+    // A record that spans socket reads is joined in a pooled buffer, given back once stored.
+    this.input = new Input(socket, MAX_TRANSFER + 256 * 1024, takeBuffer);
     socket.on('error', () => this.input.stop());
     this.done = this.run();
   }
@@ -187,7 +188,7 @@ export class RmtSession {
     try {
       if (this.bufferedFailed) throw new RmtError('EIO', 'an earlier buffered write failed: nothing more is written until another command');
       const dev = this.openDevice();
-      const k = data.length === 0 ? 0 : await dev.write(data);
+      const k = data.length === 0 ? 0 : await dev.write(data, () => recycleBuffer(data));
       this.credit = dev.writeCredit();
       await this.reply(`A${k} ${this.credit}\n`);
       return true;
@@ -238,7 +239,7 @@ export class RmtSession {
     const data = await this.record();
     if (data === null) return false;
     const dev = this.openDevice();
-    const k = data.length === 0 ? 0 : await dev.write(data);
+    const k = data.length === 0 ? 0 : await dev.write(data, () => recycleBuffer(data));
     await this.reply(`A${k}\n`);
     return true;
   }
