@@ -1,11 +1,12 @@
 /**
- * Read buffers that go round instead of to the garbage collector.
+ * Record buffers that go round instead of to the garbage collector.
  *
  * A reader streaming a tape hands out one fresh buffer per record (64 KiB for tar -b 128), and
  * those buffers cost the server more in GC than the bytes cost to copy. A consumer that knows
  * when it is done with a buffer (the rmt session, once the socket has taken the bytes) gives it
  * back with `recycleBuffer`, and the next read takes it again. A consumer that does not simply
- * drops it, as before.
+ * drops it, as before. Writes use them too: the rmt session joins a record that spans socket
+ * reads in one, and gives it back once the medium has the record.
  *
  * Only buffers this module made, whole and not already given back, are taken back; anything
  * else is ignored, so a wrong call can waste a buffer but never hand one out twice.
