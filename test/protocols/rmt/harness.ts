@@ -168,11 +168,10 @@ export class RawClient {
     const stdin = new PassThrough();
     const stdout = new PassThrough();
     const bridge = runRmtBridge(`127.0.0.1:${port}`, stdin, stdout);
-    const pipe = Duplex.from({ readable: stdout, writable: stdin });
-    return { client: new RawClient(pipe as unknown as Socket), bridge };
+    return { client: RawClient.overStdio({ stdin, stdout }), bridge };
   }
 
-  /** A client speaking to a child process (a bridge) on its stdin and stdout. */
+  /** A client speaking to a bridge (a child process, or one in this process) on its stdin and stdout. */
   static overStdio(child: { stdin: Writable; stdout: Readable }): RawClient {
     return new RawClient(Duplex.from({ readable: child.stdout, writable: child.stdin }) as unknown as Socket);
   }
