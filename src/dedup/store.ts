@@ -47,6 +47,7 @@ import {
   type FooterEntry,
 } from './container.js';
 import { CodecPool } from './codec-pool.js';
+import { CommitBatch } from './commit-batch.js';
 import { readInRuns } from './runs.js';
 import {
   FingerprintIndex,
@@ -61,15 +62,14 @@ import {
 import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
 
 export { IntegrityError, type ChunkRef } from './container.js';
+export { CommitBatch } from './commit-batch.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type RootDb = Level<any, any>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type JsonSublevel = AbstractSublevel<RootDb, any, string, any>;
 /** classic-level honours `sync` (fsync of the LevelDB log); abstract-level's types omit it. */
-const SYNC: object = { sync: true };
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type CommitBatch = ReturnType<RootDb['batch']> & { put: (k: any, v: any, o?: any) => any };
+const SYNC = { sync: true };
 
 export const STORE_FORMAT = 'vtl-store';
 export const STORE_VERSION = 1;
@@ -305,7 +305,7 @@ export class ChunkStore {
     return {
       get: (id) => table.get(containerKey(id)),
       putMany: (entries) =>
-        table.batch(entries.map(([id, wrapped]) => ({ type: 'put' as const, key: containerKey(id), value: wrapped })), SYNC),
+        table.batch(entries.map(([id, wrapped]) => ({ type: 'put' as const, key: containerKey(id), value: wrapped })), SYNC as object),
       entries: async function* () {
         for await (const [k, v] of table.iterator()) yield [k.readUInt32BE(0), v] as [number, Buffer];
       },
@@ -593,7 +593,7 @@ export class ChunkStore {
     this.nextContainerId ??= ((await this.meta.get('nextContainer')) as number | undefined) ?? 1;
     const next = this.nextContainerId++;
     const { key, wrapped } = this.keyring.newDataKey(next);
-    const batch = this.db.batch() as CommitBatch;
+    const batch = new CommitBatch(this.db);
     batch.put('nextContainer', next + 1, { sublevel: this.meta });
     batch.put(containerKey(next), wrapped, { sublevel: this.keyTable });
     // A GC candidate from birth: chunks of aborted or crashed writes in it are referenced by no page.
@@ -744,7 +744,7 @@ export class ChunkStore {
         extra?.(b);
       };
       if (sync) return this.writeStaged(true, stage);
-      const batch = this.db.batch() as CommitBatch;
+      const batch = new CommitBatch(this.db);
       stage(batch);
       await batch.write();
     });
@@ -837,7 +837,7 @@ export class ChunkStore {
       if (group.length === 0) break;
       await this.exclusive(async () => {
         const known = new Map<number, boolean>();
-        const batch = this.db.batch() as CommitBatch;
+        const batch = new CommitBatch(this.db);
         for (const [key, page] of group) {
           for (const c of await this.pageContainers(pages, page, true, known)) batch.put(refKey(c, key), EMPTY, { sublevel: this.gcTables.refs });
         }
@@ -851,12 +851,12 @@ export class ChunkStore {
     }
     const ids = (await listContainers(this.containersDir)).map((c) => c.id);
     for (let i = 0; i < ids.length; i += 4096) {
-      const batch = this.db.batch() as CommitBatch;
+      const batch = new CommitBatch(this.db);
       for (const id of ids.slice(i, i + 4096)) batch.put(containerKey(id), EMPTY, { sublevel: this.gcTables.candidates });
       await batch.write();
     }
     await this.exclusive(async () => {
-      const batch = this.db.batch() as CommitBatch;
+      const batch = new CommitBatch(this.db);
       batch.put('pageRefs', 'built', { sublevel: this.meta });
       await batch.write(SYNC);
       this.pageRefsBuilt = true;
@@ -952,7 +952,7 @@ export class ChunkStore {
       res.liveChunks = alive.length;
       const liveBytes = alive.reduce((n, e) => n + e.frameLength, 0);
       if (alive.length > 0 && liveBytes >= threshold * total) {
-        const batch = this.db.batch() as CommitBatch;
+        const batch = new CommitBatch(this.db);
         for (const k of scan.stale) batch.del(refKey(id, k), { sublevel: this.gcTables.refs });
         if (!guarded) batch.del(containerKey(id), { sublevel: this.gcTables.candidates });
         await batch.write();
@@ -989,7 +989,7 @@ export class ChunkStore {
         this.stats.containers--;
       }
       // Then the index (synced): the chunks live on in the new container or are gone for good.
-      const batch = this.db.batch() as CommitBatch;
+      const batch = new CommitBatch(this.db);
       this.index.stage(batch, moved);
       this.index.stageDelete(batch, dead.map((e) => e.fingerprint));
       for (const { key, page } of scan.rewrite) if (rewriteHints(pages, page, id, movedTo, owner)) batch.put(key, page, { sublevel: pages.db });
@@ -1055,7 +1055,7 @@ export class ChunkStore {
   private async addMovedRefs(from: number, into: number | null, scan: PageScan, owners: Array<ChunkRef | undefined>): Promise<void> {
     const { refs } = this.gcTables;
     const stale = new Set(scan.stale.map((k) => k.toString('hex')));
-    let batch = this.db.batch() as CommitBatch;
+    let batch = new CommitBatch(this.db);
     let n = 0;
     if (into !== null) {
       for await (const k of refs.keys(refRange(from))) {
@@ -1064,7 +1064,7 @@ export class ChunkStore {
         batch.put(refKey(into, page), EMPTY, { sublevel: refs });
         if (++n % 1024 === 0) {
           await batch.write();
-          batch = this.db.batch() as CommitBatch;
+          batch = new CommitBatch(this.db);
         }
       }
     }
@@ -1081,13 +1081,13 @@ export class ChunkStore {
   /** Deletes a collected container's map entries, then its candidate mark (the last trace of it). */
   private async dropContainerRefs(id: number): Promise<void> {
     const { refs, candidates } = this.gcTables;
-    let batch = this.db.batch() as CommitBatch;
+    let batch = new CommitBatch(this.db);
     let n = 0;
     for await (const k of refs.keys(refRange(id))) {
       batch.del(k, { sublevel: refs });
       if (++n % 1024 === 0) {
         await batch.write();
-        batch = this.db.batch() as CommitBatch;
+        batch = new CommitBatch(this.db);
       }
     }
     batch.del(containerKey(id), { sublevel: candidates });
@@ -1169,7 +1169,7 @@ export class ChunkStore {
   }
 
   private async writeEntries(entries: Array<[Buffer, ChunkRef]>, sync: boolean, extra?: (batch: CommitBatch) => void): Promise<void> {
-    const batch = this.db.batch() as CommitBatch;
+    const batch = new CommitBatch(this.db);
     this.index.stage(batch, entries);
     batch.put('stats', this.stats, { sublevel: this.meta });
     extra?.(batch);

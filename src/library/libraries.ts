@@ -548,7 +548,7 @@ export class Libraries {
 
   /** Records a cartridge's new place (null: the vault) and the element index in one batch. */
   private async place(rec: CartridgeRecord, library: string | null, address: number | null): Promise<void> {
-    const b: SyncBatch = this.deps.db.batch();
+    const b = this.deps.db.batch();
     if (rec.library !== null && rec.address !== null) b.del(elemKey(rec.library, rec.address), { sublevel: this.elems });
     if (library !== null && address !== null) b.put(elemKey(library, address), rec.barcode, { sublevel: this.elems });
     const next: CartridgeRecord = { ...rec, library, address, home: library === null ? null : rec.home };

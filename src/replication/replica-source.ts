@@ -18,7 +18,7 @@ import type { ReplicaCipher } from '../crypto/index.js';
 import { CodecPool } from '../dedup/codec-pool.js';
 import { containerPath, IntegrityError } from '../dedup/container.js';
 import { readInRuns } from '../dedup/runs.js';
-import type { CommitBatch, StoredChunk } from '../dedup/store.js';
+import { CommitBatch, type StoredChunk } from '../dedup/store.js';
 import type { ChunkSource } from '../stream/recipes.js';
 import type { DataDb } from '../stream/store.js';
 import type { ObjectTier } from '../tier/index.js';
@@ -175,9 +175,9 @@ export class ReplicaChunks implements ChunkSource {
   }
 
   async commit(extra?: (batch: CommitBatch) => void): Promise<void> {
-    const b = this.db.batch() as CommitBatch;
+    const b = new CommitBatch(this.db);
     extra?.(b);
-    await b.write({ sync: true } as object);
+    await b.write({ sync: true });
   }
 
   cutAndHash(): Promise<{ cuts: Uint32Array; fingerprints: Buffer }> {

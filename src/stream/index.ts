@@ -13,13 +13,20 @@
  * - Recipes live in LevelDB in pages keyed by their starting offset, so append, truncate and
  *   seek cost O(log n) for streams of terabytes.
  */
-import type { AbstractChainedBatch } from 'abstract-level';
+import type { AbstractSublevel } from 'abstract-level';
 
 export type StreamId = string;
 
-/** Extra LevelDB operations committed atomically with a stream's sync point. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type SyncBatch = AbstractChainedBatch<any, any, any>;
+/**
+ * Extra LevelDB operations committed atomically with a stream's sync point: puts and deletes in
+ * sublevels of the store's database.
+ */
+export interface SyncBatch {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  put(key: any, value: any, options: { sublevel: AbstractSublevel<any, any, any, any> }): unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  del(key: any, options: { sublevel: AbstractSublevel<any, any, any, any> }): unknown;
+}
 
 export interface StreamWriter {
   readonly id: StreamId;

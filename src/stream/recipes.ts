@@ -180,7 +180,7 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     const next: StreamMeta = { ...meta, length };
     await this.commitPages({ put, del }, (b) => {
       b.put(id, next, { sublevel: this.meta });
-      extra?.(b as SyncBatch);
+      extra?.(b);
     });
     this.metaCache.set(id, next);
   }
@@ -192,7 +192,7 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) del.push({ key, hints: pageHints(page) });
     await this.commitPages({ del }, (b) => {
       b.del(id, { sublevel: this.meta });
-      extra?.(b as SyncBatch);
+      extra?.(b);
     });
     this.metaCache.delete(id);
   }
@@ -233,7 +233,7 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     const next: StreamMeta = { ...meta, length };
     await this.store.commit((b) => {
       b.put(id, next, { sublevel: this.meta });
-      extra?.(b as SyncBatch);
+      extra?.(b);
     });
     this.metaCache.set(id, next);
   }
@@ -254,7 +254,7 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     const put = pages.map(([start, page]) => ({ key: pageKey(id, start), page }));
     await this.commitPages({ put }, (b) => {
       b.put(id, meta, { sublevel: this.meta });
-      extra?.(b as SyncBatch);
+      extra?.(b);
     });
     this.metaCache.set(id, meta);
   }
