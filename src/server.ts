@@ -213,7 +213,17 @@ function rmtMetrics(rmt: RmtServer) {
         this.set({ direction: 'out' }, b.out);
       },
     });
-    new Gauge({ name: 'vtl_rmt_connections', help: 'rmt connections being served', registers: [ctx.metrics.registry], collect() { this.set(rmt.connections); } });
+    new Gauge({
+      name: 'vtl_rmt_connections',
+      help: 'rmt connections being served, by transport (tcp; local: the abstract Unix socket vtl rmt uses on this host)',
+      labelNames: ['transport'],
+      registers: [ctx.metrics.registry],
+      collect() {
+        const c = rmt.connectionsByTransport();
+        this.set({ transport: 'tcp' }, c.tcp);
+        this.set({ transport: 'local' }, c.local);
+      },
+    });
   };
 }
 

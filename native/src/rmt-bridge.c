@@ -30,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stddef.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* As bridge.ts: the server's limits on argument lines, the longest reply line, the records. */
@@ -85,6 +87,7 @@ static int reading;
 static char readLine[MAX_ARG + 1];
 static int sock = -1;
 static int wakeFds[2] = {-1, -1}; /* the reply thread wakes the main thread's stdin wait */
+static void connectOnce(int local);
 
 static void die(const char *fmt, ...) {
   va_list ap;
@@ -553,6 +556,7 @@ static void addText(const char *s, size_t n) {
 
 /* From the command's text on, relays the client's bytes as they are (after what is owed). */
 static void relayRaw(void) {
+  connectOnce(0);
   Reply h;
   if (settle(&h)) {
     answer(&h); /* the client is told of the failed write; what it sent after cannot be understood */
@@ -592,6 +596,15 @@ static int isNumber(const char *s, long long *v) {
   return 1;
 }
 
+/* Sends the command's text and answers the client with the server's reply. */
+static int forwardText(int data) {
+  Reply r;
+  if (!settle(&r) && !roundTrip(text, textLen, data, NULL, 0, &r)) return 0;
+  answer(&r);
+  free(r.data);
+  return 1;
+}
+
 /* A command whose reply the client waits for, after every outstanding reply. */
 static int forward(int lines, int firstMax, int data) {
   char line[MAX_NAME + 1];
@@ -599,11 +612,23 @@ static int forward(int lines, int firstMax, int data) {
     int k = arg(line, i == 0 ? (size_t)firstMax : MAX_ARG);
     if (k <= 0) return 0;
   }
-  Reply r;
-  if (!settle(&r) && !roundTrip(text, textLen, data, NULL, 0, &r)) return 0;
-  answer(&r);
-  free(r.data);
-  return 1;
+  return forwardText(data);
+}
+
+/* The open's flags ask for writing: O_WRONLY or O_RDWR, as a number or by name. */
+static int opensForWriting(const char *flags) {
+  const char *p = flags;
+  while (isSpace(*p)) p++;
+  if (*p >= '0' && *p <= '9') return (strtol(p, NULL, 10) & 3) != 0;
+  return strstr(flags, "O_WRONLY") != NULL || strstr(flags, "O_RDWR") != NULL;
+}
+
+/* O: the first command of a session, so the connection is made here (see connectOnce). */
+static int openCommand(void) {
+  char device[MAX_NAME + 1], flags[MAX_ARG + 1];
+  if (arg(device, MAX_NAME) <= 0 || arg(flags, MAX_ARG) <= 0) return 0;
+  connectOnce(opensForWriting(flags));
+  return forwardText(0);
 }
 
 static int writeCommand(void) {
@@ -723,6 +748,7 @@ static int command(int letter) {
   char c = (char)letter;
   textLen = 0;
   addText(&c, 1);
+  if (letter != 'O') connectOnce(0);
   switch (letter) {
     case '\n': /* a stray newline (newer clients end S with one): the server skips it */
       sendServer("\n", 1, NULL, 0);
@@ -737,7 +763,7 @@ static int command(int letter) {
     case 'v':
       return forward(1, MAX_ARG, 0);
     case 'O':
-      return forward(2, MAX_NAME, 0);
+      return openCommand();
     case 'I':
     case 'L':
     case 'i':
@@ -757,27 +783,64 @@ static int command(int letter) {
 
 /* ---- start ------------------------------------------------------------------------------- */
 
-static void connectServer(const char *address) {
-  char host[512] = "127.0.0.1", port[16] = "7421";
+static char serverHost[512] = "127.0.0.1", serverPort[16] = "7421";
+static int connected;
+static pthread_t replyThread;
+
+static void parseAddress(const char *address) {
   const char *colon;
   if (address[0] == '[') {
     const char *close = strchr(address, ']');
     if (!close || (close[1] && close[1] != ':')) die("bad rmt server address \"%s\": expected HOST:PORT", address);
-    snprintf(host, sizeof host, "%.*s", (int)(close - address - 1), address + 1);
-    if (close[1] == ':') snprintf(port, sizeof port, "%s", close + 2);
+    snprintf(serverHost, sizeof serverHost, "%.*s", (int)(close - address - 1), address + 1);
+    if (close[1] == ':') snprintf(serverPort, sizeof serverPort, "%s", close + 2);
   } else if ((colon = strrchr(address, ':'))) {
-    if (colon > address) snprintf(host, sizeof host, "%.*s", (int)(colon - address), address);
-    snprintf(port, sizeof port, "%s", colon + 1);
+    if (colon > address) snprintf(serverHost, sizeof serverHost, "%.*s", (int)(colon - address), address);
+    snprintf(serverPort, sizeof serverPort, "%s", colon + 1);
   } else if (address[0]) {
-    snprintf(host, sizeof host, "%s", address);
+    snprintf(serverHost, sizeof serverHost, "%s", address);
   }
   long long p;
-  if (!isNumber(port, &p) || p < 1 || p > 65535) die("bad rmt server address \"%s\": expected HOST:PORT", address);
+  if (!isNumber(serverPort, &p) || p < 1 || p > 65535) die("bad rmt server address \"%s\": expected HOST:PORT", address);
+}
+
+/*
+ * A server on this host also listens on the abstract Unix socket "vtl-rmt-PORT" (Linux). Over
+ * it this process spends about half the CPU per byte that loopback TCP costs it, and the server
+ * less too: on 2 cores, tar writing through rmt gained 3-8%. Only for writing: the server's
+ * side of a Unix socket keeps the system's default send buffer (Node cannot size it), about
+ * 200 KiB against loopback TCP's autotuned megabytes, and reads over it were 10% slower.
+ */
+static int connectLocal(void) {
+#ifdef __linux__
+  if (strcmp(serverHost, "127.0.0.1") && strcmp(serverHost, "localhost") && strcmp(serverHost, "::1")) return 0;
+  struct sockaddr_un a = {0};
+  a.sun_family = AF_UNIX;
+  int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "vtl-rmt-%s", serverPort);
+  /* An abstract name is all of its length: libuv (Node 20) binds it padded with NULs to the
+   * whole sun_path, other servers with its exact length. Try both. */
+  socklen_t lengths[2] = {(socklen_t)sizeof a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)};
+  for (int i = 0; i < 2; i++) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    if (connect(fd, (struct sockaddr *)&a, lengths[i]) == 0) {
+      int bytes = 4 << 20; /* the records this process writes ahead: as many as TCP holds */
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+      sock = fd;
+      return 1;
+    }
+    close(fd);
+  }
+#endif
+  return 0;
+}
+
+static void connectTcp(void) {
   struct addrinfo hints = {0}, *res;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int e = getaddrinfo(host, port, &hints, &res);
-  if (e) die("cannot reach the vtl rmt server at %s:%s: %s", host, port, gai_strerror(e));
+  int e = getaddrinfo(serverHost, serverPort, &hints, &res);
+  if (e) die("cannot reach the vtl rmt server at %s:%s: %s", serverHost, serverPort, gai_strerror(e));
   int err = 0;
   for (struct addrinfo *a = res; a; a = a->ai_next) {
     int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
@@ -792,7 +855,27 @@ static void connectServer(const char *address) {
     close(fd);
   }
   freeaddrinfo(res);
-  if (sock < 0) die("cannot reach the vtl rmt server at %s:%s: %s", host, port, strerror(err));
+  if (sock < 0) die("cannot reach the vtl rmt server at %s:%s: %s", serverHost, serverPort, strerror(err));
+}
+
+static void initInput(Input *in, int fd, int wake);
+
+/*
+ * Connects at the client's first command, before anything is owed, so that an open picks the
+ * transport by its flags (`local`: writing); then starts the reply thread and greets the server.
+ */
+static void connectOnce(int local) {
+  if (connected) return;
+  connected = 1;
+  if (!(local && connectLocal())) connectTcp();
+  initInput(&fromServer, sock, -1);
+  if (pthread_create(&replyThread, NULL, replies, NULL)) die("cannot start a thread");
+  Reply r;
+  char hello[16];
+  if (roundTrip(hello, (size_t)snprintf(hello, sizeof hello, "B%d\n", BRIDGE_VERSION), 0, NULL, 0, &r)) {
+    extended = r.ok && r.value >= 1;
+    free(r.data);
+  }
 }
 
 static void blocking(int fd) {
@@ -835,27 +918,23 @@ int main(int argc, char **argv) {
   blocking(1);
   widenPipe(0);
   widenPipe(1);
-  connectServer(argv[1]);
+  parseAddress(argv[1]);
   if (pipe2(wakeFds, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
-  initInput(&fromServer, sock, -1);
   initInput(&fromClient, 0, wakeFds[0]);
-  pthread_t t;
-  if (pthread_create(&t, NULL, replies, NULL)) die("cannot start a thread");
 
   Reply r;
-  char hello[16];
-  if (roundTrip(hello, (size_t)snprintf(hello, sizeof hello, "B%d\n", BRIDGE_VERSION), 0, NULL, 0, &r)) extended = r.ok && r.value >= 1;
-  int ended = lost();
+  int ended = 0;
   while (!ended && !clientGone) {
     int c = inByte(&fromClient);
     if (c < 0) break;
     if (!command(c)) break;
     ended = lost();
   }
+  if (!connected) return 0; /* the client sent nothing */
   /* The client is gone: what it wrote is stored and the position is where it left it. */
   if (!raw && !lost()) settle(&r);
   shutdown(sock, SHUT_WR);
-  pthread_join(t, NULL);
+  pthread_join(replyThread, NULL);
   if (replyError) die("%s", replyError);
   return 0;
 }

@@ -11,6 +11,8 @@ import { RmtSession } from './session.js';
 export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
 const MAX_CONNECTIONS = 256;
+/** The abstract Unix socket of the server on TCP port P is named this prefix and P. */
+export const LOCAL_NAME_PREFIX = 'vtl-rmt-';
 
 export interface RmtServerOptions {
   libraries: Libraries;
@@ -24,6 +26,8 @@ export interface RmtServerOptions {
 
 export class RmtServer {
   private server: Server | undefined;
+  /** The same service on the abstract Unix socket `vtl-rmt-PORT` (Linux), for `vtl rmt` on this host. */
+  private local: Server | undefined;
   private readonly sessions = new Set<RmtSession>();
   private readonly sockets = new Set<Socket>();
   /** Bytes of connections that have ended. */
@@ -41,7 +45,25 @@ export class RmtServer {
       server.listen(this.opts.port ?? DEFAULT_RMT_PORT, host, () => {
         server.off('error', reject);
         const addr = server.address();
-        resolve({ host, port: typeof addr === 'object' && addr ? addr.port : (this.opts.port ?? DEFAULT_RMT_PORT) });
+        const port = typeof addr === 'object' && addr ? addr.port : (this.opts.port ?? DEFAULT_RMT_PORT);
+        this.listenLocal(port).then(() => resolve({ host, port }));
+      });
+    });
+  }
+
+  /**
+   * Best effort: where the name is taken (another network namespace's server on the same
+   * port, a system without abstract sockets) local clients use TCP.
+   */
+  private listenLocal(port: number): Promise<void> {
+    if (process.platform !== 'linux') return Promise.resolve();
+    const local = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    local.maxConnections = MAX_CONNECTIONS;
+    return new Promise((resolve) => {
+      local.once('error', () => resolve());
+      local.listen(`\0${LOCAL_NAME_PREFIX}${port}`, () => {
+        this.local = local;
+        resolve();
       });
     });
   }
@@ -61,17 +83,25 @@ export class RmtServer {
     return this.sessions.size;
   }
 
+  /** Connections being served, by transport: TCP, or the local (abstract Unix) socket. */
+  connectionsByTransport(): { tcp: number; local: number } {
+    let local = 0;
+    for (const s of this.sockets) if (isLocal(s)) local++;
+    return { tcp: this.sockets.size - local, local };
+  }
+
   async close(): Promise<void> {
     const server = this.server;
-    this.server = undefined;
+    const local = this.local;
+    this.server = this.local = undefined;
     if (!server) return;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = Promise.all([server, local].map((s) => s && new Promise<void>((resolve) => s.close(() => resolve()))));
     await Promise.all([...this.sessions].map((s) => s.stop(this.opts.closeGraceMs)));
     await closed;
   }
 
   private accept(socket: Socket): void {
-    socket.setKeepAlive(true, 60_000);
+    if (!isLocal(socket)) socket.setKeepAlive(true, 60_000);
     this.sockets.add(socket);
     socket.once('close', () => {
       this.sockets.delete(socket);
@@ -85,4 +115,9 @@ export class RmtServer {
       socket.destroySoon();
     });
   }
+}
+
+/** A Unix socket has no remote address family (keep-alive means nothing there). */
+function isLocal(socket: Socket): boolean {
+  return socket.remoteFamily === undefined;
 }

@@ -7,6 +7,7 @@
  * - near the end of a small cartridge, every acknowledged record is on the tape;
  * - an error for a write the bridge acknowledged comes back for the client's next command,
  *   which does not run (a scripted server fails a chosen write);
+ * - the C bridge writes over the server's local socket and reads over TCP;
  * - the extension's commands on their own: hello, credit, refusal after a failure, undo.
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -362,7 +363,50 @@ describeEachBridge((kind) => {
       await new Promise<void>((res) => srv.close(() => res()));
       const { client, bridge } = RawClient.bridged(port, kind);
       clients.push(client);
+      client.send('O/lib1/nst0\n2 O_RDWR\n'); // the C bridge connects at the first command
       await expect(bridge).rejects.toThrow(/cannot reach the vtl rmt server at 127\.0\.0\.1:\d+/);
+    });
+  });
+
+  describe('the transport to a server on this host', () => {
+    // The C bridge writes over the server's abstract Unix socket (less CPU per byte on both
+    // sides) and reads over TCP (the server's Unix send buffer is small); the TypeScript
+    // bridge always uses TCP. A server without the local socket is reached over TCP.
+    const local = kind === 'c' && process.platform === 'linux';
+    const transport = async (flags: string) => {
+      const c = bridgedVia(kind);
+      ok(await c.open('/lib1/nst0', flags));
+      const seen = h.server.connectionsByTransport();
+      ok(await c.close());
+      c.end();
+      for (let t = 0; h.server.connections > 0 && t < 200; t++) await new Promise((res) => setTimeout(res, 25));
+      return seen;
+    };
+
+    test('an open for writing goes local, one for reading over TCP', async () => {
+      expect(await transport('2 O_RDWR')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
+      expect(await transport('1 O_WRONLY|O_CREAT')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
+      expect(await transport('O_WRONLY')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
+      expect(await transport('0 O_RDONLY')).toEqual({ tcp: 1, local: 0 });
+    });
+
+    test('a server without the local socket is reached over TCP', async () => {
+      const families: (string | undefined)[] = [];
+      const srv = createServer({ allowHalfOpen: true }, (s: Socket) => {
+        families.push(s.remoteFamily);
+        s.on('data', (d: Buffer) => {
+          for (const line of d.toString('latin1').split('\n')) if (/^[BOC]/.test(line)) s.write(line[0] === 'B' ? 'A1\n' : 'A0\n');
+        });
+      });
+      await new Promise<void>((res) => srv.listen(0, '127.0.0.1', () => res()));
+      try {
+        const c = bridgedVia(kind, (srv.address() as { port: number }).port);
+        ok(await c.open('/x/nst0', '2 O_RDWR'));
+        ok(await c.close());
+        expect(families).toEqual(['IPv4']);
+      } finally {
+        srv.close();
+      }
     });
   });
 
