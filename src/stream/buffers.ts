@@ -10,6 +10,10 @@
  *
  * Only buffers this module made, whole and not already given back, are taken back; anything
  * else is ignored, so a wrong call can waste a buffer but never hand one out twice.
+ *
+ * A stream reader can also lend a view of its own memory (`lendView`) instead of copying into a
+ * new buffer; `recycleBuffer` gives that back to its lender. A lent view that is never given
+ * back is harmless: its lender does not reuse that memory (it takes new memory instead).
  */
 
 /** Size classes are powers of two above 4 KiB up to 4 MiB. */
@@ -42,8 +46,23 @@ export function takeBuffer(n: number): Buffer {
   return Buffer.from(ab, 0, n);
 }
 
-/** Gives back a buffer from `takeBuffer` whose bytes nobody will look at again. */
+/** Lent views and how each goes back to its lender. */
+const lent = new WeakMap<Uint8Array, () => void>();
+
+/** Registers `view` as lent: `recycleBuffer(view)` calls `giveBack` once. */
+export function lendView(view: Buffer, giveBack: () => void): Buffer {
+  lent.set(view, giveBack);
+  return view;
+}
+
+/** Gives back a buffer from `takeBuffer`, or a lent view, whose bytes nobody will look at again. */
 export function recycleBuffer(b: Uint8Array): void {
+  const giveBack = lent.get(b);
+  if (giveBack) {
+    lent.delete(b);
+    giveBack();
+    return;
+  }
   const ab = b.buffer;
   if (!(ab instanceof ArrayBuffer) || b.byteOffset !== 0 || !out.has(ab)) return;
   out.delete(ab);

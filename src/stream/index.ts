@@ -51,6 +51,13 @@ export interface StreamReader {
    * stream. Lets a caller reuse one buffer (no allocation per read).
    */
   readInto(buf: Uint8Array, offset?: number, length?: number): Promise<number>;
+  /**
+   * As `read`, but the bytes may be a view of the reader's own memory, lent (stream/buffers.ts)
+   * rather than copied: the caller must not modify them, and gives them back with
+   * `recycleBuffer` once nobody looks at them (one that is dropped instead costs the reader new
+   * memory, never wrong bytes).
+   */
+  readLent(max: number): Promise<Buffer>;
   /** Moves to an absolute byte offset (0..length). */
   seek(offset: number): void;
 }

@@ -83,6 +83,10 @@ export interface TapeResult {
 }
 
 export interface ReadResult extends TapeResult {
+  /**
+   * The bytes read. From `read(n, true)` they may be lent (stream/buffers.ts): not to be
+   * modified, and given back with `recycleBuffer` once nobody looks at them.
+   */
   data: Buffer;
 }
 

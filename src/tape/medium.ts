@@ -7,6 +7,7 @@
  * stream's sync batch. Every operation other than write, write filemarks and read position
  * first closes the writer (a sync point), so reads and positioning always see synced data.
  */
+import { recycleBuffer } from '../stream/buffers.js';
 import type { StreamReader, StreamWriter, Streams, SyncBatch } from '../stream/index.js';
 import type { ReadResult, SpaceKind, TapePosition, TapeResult } from './index.js';
 import { EMPTY_CHECKSUM, FileChecksum } from './checksum.js';
@@ -163,9 +164,12 @@ export class Medium {
     return this.op(() => this.doWrite(data));
   }
 
-  /** Reads one record into a buffer of `length` bytes (variable) or `length / blockSize` blocks. */
-  read(length: number): Promise<ReadResult> {
-    return this.op(() => this.doRead(length));
+  /**
+   * Reads one record into a buffer of `length` bytes (variable) or `length / blockSize` blocks.
+   * With `lend`, the data may be lent rather than a copy (ReadResult.data).
+   */
+  read(length: number, lend = false): Promise<ReadResult> {
+    return this.op(() => this.doRead(length, lend));
   }
 
   /** Writes `count` filemarks; `count` 0 only flushes. Both are sync points. */
@@ -532,7 +536,7 @@ export class Medium {
 
   // ---- reading -----------------------------------------------------------------------------
 
-  private async doRead(length: number): Promise<ReadResult> {
+  private async doRead(length: number, lend: boolean): Promise<ReadResult> {
     const bad = this.check() ?? this.checkInt(length, 0, 'read length');
     if (bad) return { ...bad, data: Buffer.alloc(0) };
     if (length === 0) return { ...result(), data: Buffer.alloc(0) };
@@ -540,16 +544,16 @@ export class Medium {
       return { ...failure(SENSE.invalid(`${length} bytes is not a whole number of ${this.bs}-byte blocks`)), data: Buffer.alloc(0) };
     }
     await this.endWrite();
-    return this.bs === 0 ? this.readRecord(length) : this.readBlocks(length / this.bs);
+    return this.bs === 0 ? this.readRecord(length, lend) : this.readBlocks(length / this.bs, lend);
   }
 
-  private async readRecord(length: number): Promise<ReadResult> {
+  private async readRecord(length: number, lend: boolean): Promise<ReadResult> {
     const empty = Buffer.alloc(0);
     if (this.pos >= this.geo.eodLba) return { ...this.atEod({ residue: length }), data: empty };
     const run = await this.objectAt(this.pos);
     if (run.size === 0) return { ...(await this.crossFilemark(run, { residue: length })), data: empty };
     const size = run.size;
-    const data = await this.readBytes(byteIn(run, this.pos), Math.min(size, length));
+    const data = await this.readBytes(byteIn(run, this.pos), Math.min(size, length), lend);
     this.pos++;
     if (length >= size) {
       this.verifying?.update(data);
@@ -562,11 +566,11 @@ export class Medium {
     return { ...failure(s, { transferred: length, ili: true, residue: length - size }), data };
   }
 
-  private async readBlocks(count: number): Promise<ReadResult> {
+  private async readBlocks(count: number, lend: boolean): Promise<ReadResult> {
     const bs = this.bs;
     const parts: Buffer[] = [];
     let done = 0;
-    const out = (r: TapeResult): ReadResult => ({ ...r, data: parts.length === 1 ? parts[0] : Buffer.concat(parts) });
+    const out = (r: TapeResult): ReadResult => ({ ...r, data: parts.length === 1 ? parts[0] : joined(parts) });
     while (done < count) {
       const part = { residue: count - done, transferred: done * bs };
       if (this.pos >= this.geo.eodLba) return out(this.atEod(part));
@@ -578,7 +582,7 @@ export class Medium {
         return out(failure(SENSE.incorrectLength(`record of ${run.size} bytes in ${bs}-byte fixed-block mode`), { ...part, ili: true }));
       }
       const k = Math.min(count - done, run.lba + run.n - this.pos);
-      const buf = await this.readBytes(byteIn(run, this.pos), k * bs);
+      const buf = await this.readBytes(byteIn(run, this.pos), k * bs, lend);
       this.verifying?.update(buf);
       parts.push(buf);
       this.pos += k;
@@ -610,11 +614,11 @@ export class Medium {
     return result({ ...p, filemark: true, sense: SENSE.filemark() });
   }
 
-  private async readBytes(byte: number, n: number): Promise<Buffer> {
+  private async readBytes(byte: number, n: number, lend: boolean): Promise<Buffer> {
     this.reader ??= await this.ctx.streams.openReader(this.geo.streamId!, byte);
     const r = this.reader;
     if (r.position !== byte) r.seek(byte);
-    const first = await r.read(n);
+    const first = lend ? await r.readLent(n) : await r.read(n);
     if (first.length === n) return first;
     const parts = [first];
     let got = first.length;
@@ -624,7 +628,7 @@ export class Medium {
       parts.push(more);
       got += more.length;
     }
-    return Buffer.concat(parts, n);
+    return joined(parts, n);
   }
 
   // ---- positioning -----------------------------------------------------------------------------
@@ -749,4 +753,11 @@ export class Medium {
     const byte = byteIn(run, this.pos);
     return { lba: this.pos, file: fm, block: this.pos - fileStart, byte, bop: this.pos === 0, eod: false, beyondEarlyWarning: byte > this.cfg.capacity - this.cfg.earlyWarning };
   }
+}
+
+/** The parts in one new buffer; the parts go back where they came from (stream/buffers.ts). */
+function joined(parts: Buffer[], n?: number): Buffer {
+  const all = Buffer.concat(parts, n);
+  for (const p of parts) recycleBuffer(p);
+  return all;
 }

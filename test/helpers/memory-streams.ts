@@ -185,6 +185,11 @@ class MemoryReader implements StreamReader {
     return seg.data.subarray(from, from + n);
   }
 
+  /** `read` already returns a view of a segment, which is never modified. */
+  readLent(max: number): Promise<Buffer> {
+    return this.read(max);
+  }
+
   async readInto(buf: Uint8Array, offset = 0, length = buf.length - offset): Promise<number> {
     const got = await this.read(length);
     buf.set(got, offset);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { recycleBuffer, takeBuffer } from '../../src/stream/buffers.js';
+import { lendView, recycleBuffer, takeBuffer } from '../../src/stream/buffers.js';
 
 describe('read buffers', () => {
   it('hands a given-back buffer out again, once', () => {
@@ -36,5 +36,17 @@ describe('read buffers', () => {
     expect(huge.length).toBe(5 * 1024 * 1024);
     recycleBuffer(huge);
     expect(takeBuffer(5 * 1024 * 1024).buffer).not.toBe(huge.buffer);
+  });
+
+  it('gives a lent view back to its lender once, and never hands it out', () => {
+    const memory = Buffer.alloc(2 * 65_536);
+    let back = 0;
+    const view = lendView(memory.subarray(0, 65_536), () => back++);
+    recycleBuffer(view.subarray(0)); // another view of the same bytes is not the lent one
+    expect(back).toBe(0);
+    recycleBuffer(view);
+    recycleBuffer(view);
+    expect(back).toBe(1);
+    expect(takeBuffer(65_536).buffer).not.toBe(memory.buffer);
   });
 });

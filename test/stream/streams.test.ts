@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../src/dedup/container.js';
 import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
 import { RECIPE_ENTRY, pageKey } from '../../src/stream/recipes.js';
+import { recycleBuffer } from '../../src/stream/buffers.js';
 import { backupLikeBytes, randomBytes, seededRng, withTempDir } from '../helpers/data.js';
 import { withStore } from '../helpers/store.js';
 
@@ -77,6 +78,36 @@ describe('recipe streams', () => {
         expect(got.length).toBe(Math.min(n, data.length - at));
         expect(got.equals(data.subarray(at, at + got.length))).toBe(true);
       }
+    });
+  });
+
+  it('lends views of its memory that keep their bytes until given back (readLent)', async () => {
+    await withStore(async (s) => {
+      const data = backupLikeBytes(30 * 1024 * 1024 + 999, 13);
+      const id = await writeAll(s, data, 1 << 20);
+      const rng = seededRng(9);
+      const r = await s.streams.openReader(id);
+      const kept: Array<{ view: Buffer; at: number }> = [];
+      const onTheirWay: Buffer[] = []; // given back a few reads later, as a socket does
+      let lentViews = 0;
+      for (let i = 0; i < 700; i++) {
+        if (i % 100 === 99) r.seek(rng.int(data.length)); // backward too
+        const at = r.position;
+        const n = rng.pick([512, 65_536, 65_536, 65_536, 262_144, 1 + rng.int(100_000)]);
+        const got = await r.readLent(n);
+        expect(got.length).toBe(Math.min(n, data.length - at));
+        expect(got.equals(data.subarray(at, at + got.length))).toBe(true);
+        if (got.buffer instanceof SharedArrayBuffer) lentViews++;
+        if (rng.int(10) === 0) kept.push({ view: got, at }); // never given back
+        else onTheirWay.push(got);
+        while (onTheirWay.length > 3) recycleBuffer(onTheirWay.shift()!);
+        if (got.length === 0) r.seek(0);
+      }
+      // The reader went on through many windows, reusing the slabs given back: the views it
+      // still has out were not written over.
+      for (const { view, at } of kept) expect(view.equals(data.subarray(at, at + view.length))).toBe(true);
+      expect(kept.length).toBeGreaterThan(30);
+      expect(lentViews).toBeGreaterThan(350); // most reads were lent, not copied
     });
   });
 

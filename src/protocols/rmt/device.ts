@@ -262,13 +262,13 @@ export class TapeDevice {
       if (bs > 0 && length > MAX_TRANSFER) throw new RmtError('EINVAL', `a fixed-block read transfers at most ${MAX_TRANSFER} bytes`);
       if (bs > 0 && length % bs !== 0) throw new RmtError('EINVAL', `${length} bytes is not a whole number of ${bs}-byte blocks`);
       entry.moved = NaN;
-      r = await this.medium.read(this.readLength(length));
+      r = await this.medium.read(this.readLength(length), true);
     }
     entry.moved = this.objectsPassed(r);
     this.residue = r.residue;
     // A whole record in variable mode: the client will most likely ask for the next one.
     if (r.ok && r.transferred > 0 && !r.filemark && this.medium.blockSize === 0) {
-      this.ahead = { length, result: this.medium.read(this.readLength(length)) };
+      this.ahead = { length, result: this.medium.read(this.readLength(length), true) };
       // A failure surfaces when the result is used (or put back); never as unhandled.
       this.ahead.result.catch(() => undefined);
     }
