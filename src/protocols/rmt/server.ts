@@ -1,8 +1,9 @@
 /**
- * The rmt server: one session per TCP connection (127.0.0.1:7421 by default). Closing the
- * server stops every session after its current command and closes its device, so everything
- * clients wrote reaches a sync point.
+ * The rmt server: one session per TCP connection (127.0.0.1:7421 by default), and per
+ * connection to its local socket (listenLocal). Closing the server stops every session after
+ * its current command and closes its device, so everything clients wrote reaches a sync point.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './names.js';
@@ -11,8 +12,6 @@ import { RmtSession } from './session.js';
 export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
 const MAX_CONNECTIONS = 256;
-/** The abstract Unix socket of the server on TCP port P is named this prefix and P. */
-export const LOCAL_NAME_PREFIX = 'vtl-rmt-';
 
 export interface RmtServerOptions {
   libraries: Libraries;
@@ -26,8 +25,10 @@ export interface RmtServerOptions {
 
 export class RmtServer {
   private server: Server | undefined;
-  /** The same service on the abstract Unix socket `vtl-rmt-PORT` (Linux), for `vtl rmt` on this host. */
+  /** The same service on an abstract Unix socket (Linux), for `vtl rmt` on this host. */
   private local: Server | undefined;
+  /** Its name: told to bridges in the hello's answer (session.ts), so never guessed. */
+  private localName: string | undefined;
   private readonly sessions = new Set<RmtSession>();
   private readonly sockets = new Set<Socket>();
   /** Bytes of connections that have ended. */
@@ -52,17 +53,21 @@ export class RmtServer {
   }
 
   /**
-   * Best effort: where the name is taken (another network namespace's server on the same
-   * port, a system without abstract sockets) local clients use TCP.
+   * Abstract socket names have no permissions and anyone may bind a free one. This one is
+   * random and bound before any client hears of it, so a client that learned it from this
+   * server over TCP reaches this server, not a process that took a guessable name first.
+   * Best effort: without it (a system without abstract sockets) local clients use TCP.
    */
   private listenLocal(port: number): Promise<void> {
     if (process.platform !== 'linux') return Promise.resolve();
     const local = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     local.maxConnections = MAX_CONNECTIONS;
+    const name = `vtl-rmt-${port}-${randomBytes(12).toString('hex')}`;
     return new Promise((resolve) => {
       local.once('error', () => resolve());
-      local.listen(`\0${LOCAL_NAME_PREFIX}${port}`, () => {
+      local.listen(`\0${name}`, () => {
         this.local = local;
+        this.localName = name;
         resolve();
       });
     });
@@ -93,7 +98,7 @@ export class RmtServer {
   async close(): Promise<void> {
     const server = this.server;
     const local = this.local;
-    this.server = this.local = undefined;
+    this.server = this.local = this.localName = undefined;
     if (!server) return;
     const closed = Promise.all([server, local].map((s) => s && new Promise<void>((resolve) => s.close(() => resolve()))));
     await Promise.all([...this.sessions].map((s) => s.stop(this.opts.closeGraceMs)));
@@ -107,7 +112,7 @@ export class RmtServer {
       this.sockets.delete(socket);
       this.ended = { in: this.ended.in + socket.bytesRead, out: this.ended.out + socket.bytesWritten };
     });
-    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace });
+    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName });
     this.sessions.add(session);
     void session.done.finally(() => {
       this.sessions.delete(session);

@@ -14,6 +14,8 @@
  *   fails, later `w` are refused until the client sends another command, so nothing lands on
  *   the tape after a hole.
  * - `U<k>\n`: takes back the last k reads (TapeDevice.undoReads); answered `A<k>\n`.
+ * - Version 2: the hello's answer `A2 <name>\n` names the server's local socket (RmtServer), an
+ *   abstract Unix socket a client on the same host may use instead; `A2\n` when it has none.
  */
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
@@ -32,7 +34,7 @@ const MAX_ARG = 256;
 const BRIDGE_BACKLOG = 2 ** 20;
 const NUMBER = /^\s*([+-]?\d{1,19})\s*$/;
 /** The version of the bridge extension this server speaks. */
-export const BRIDGE_EXTENSION = 1;
+export const BRIDGE_EXTENSION = 2;
 
 /** End the connection after replying. */
 class Fatal extends Error {
@@ -44,6 +46,8 @@ class Fatal extends Error {
 export interface SessionOptions {
   libraries: Libraries;
   trace?: (line: string) => void;
+  /** The abstract name of the server's local socket, told to clients that speak version 2. */
+  localName?: string;
 }
 
 export class RmtSession {
@@ -175,7 +179,9 @@ export class RmtSession {
     const v = number(line);
     if (v === undefined || v < 1) throw new RmtError('EINVAL', `bad bridge extension version ${JSON.stringify(line)}`);
     this.bridged = true;
-    await this.reply(`A${Math.min(v, BRIDGE_EXTENSION)}\n`);
+    const version = Math.min(v, BRIDGE_EXTENSION);
+    const local = version >= 2 && this.opts.localName ? ` ${this.opts.localName}` : '';
+    await this.reply(`A${version}${local}\n`);
     return true;
   }
 

@@ -280,6 +280,9 @@ describeEachBridge((kind) => {
    * with EIO, and records every command it received. With `late`, that failure is sent only
    * when the next command arrives, so the bridge has acknowledged that one too.
    */
+  /** The C bridge speaks the extension's version 2 (it asks for the local socket's name). */
+  const hello = kind === 'c' ? 'B2' : 'B1';
+
   async function scriptedServer(failAt: number, late = false): Promise<{ server: Server; port: number; seen: string[] }> {
     const seen: string[] = [];
     const server = createServer({ allowHalfOpen: true }, (s: Socket) => {
@@ -330,7 +333,7 @@ describeEachBridge((kind) => {
         expect(seen).not.toContain('I5');
         ok(await c.ioctl(LINUX.weof, 1), 1); // the error was reported once; this one runs
         ok(await c.close());
-        expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'w1000', 'w1000', 'I5', 'C']);
+        expect(seen).toEqual([hello, 'O/x/nst0', 'w1000', 'w1000', 'w1000', 'w1000', 'I5', 'C']);
       } finally {
         server.close();
       }
@@ -348,7 +351,7 @@ describeEachBridge((kind) => {
         await new Promise((res) => setTimeout(res, 50));
         err(await c.write(Buffer.alloc(1000)), 5, /injected failure/);
         ok(await c.close());
-        expect(seen).toEqual(['B1', 'O/x/nst0', 'w1000', 'w1000', 'C']);
+        expect(seen).toEqual([hello, 'O/x/nst0', 'w1000', 'w1000', 'C']);
       } finally {
         server.close();
       }
@@ -388,6 +391,25 @@ describeEachBridge((kind) => {
       expect(await transport('1 O_WRONLY|O_CREAT')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
       expect(await transport('O_WRONLY')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
       expect(await transport('0 O_RDONLY')).toEqual({ tcp: 1, local: 0 });
+    });
+
+    test('the local socket is the one the server names: a process holding a guessable name gets nothing', async () => {
+      const squatter = createServer((s: Socket) => s.destroy());
+      const connected = new Promise((res) => squatter.on('connection', res));
+      await new Promise<void>((res, rej) => {
+        squatter.once('error', rej);
+        squatter.listen(`\0vtl-rmt-${h.port}`, () => res());
+      });
+      try {
+        const c = bridgedVia(kind);
+        ok(await c.open('/lib1/nst0', '2 O_RDWR'));
+        expect(h.server.connectionsByTransport()).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
+        ok(await c.write(Buffer.alloc(1000, 7)), 1000);
+        ok(await c.close());
+        expect(await Promise.race([connected.then(() => 'connected'), new Promise((res) => setTimeout(() => res('not'), 100))])).toBe('not');
+      } finally {
+        squatter.close();
+      }
     });
 
     test('a server without the local socket is reached over TCP', async () => {
@@ -442,7 +464,11 @@ describe('the extension on its own', () => {
   test('hello; a w answers the credit, none for the first write after a move', async () => {
     const c = await direct();
     c.send('B7\n');
-    ok(await c.reply(), 1); // the version both speak
+    // The version both speak; from 2 on, with the name of the server's local socket (Linux).
+    const named = ok(await c.reply(), 2).text;
+    if (process.platform === 'linux') expect(named).toMatch(new RegExp(`^2 vtl-rmt-${h.port}-[0-9a-f]{24}$`));
+    c.send('B1\n');
+    expect(ok(await c.reply(), 1).text).toBe('1'); // version 1 has no name
     c.send('B0\n');
     err(await c.reply(), 22, /bad bridge extension version/);
     ok(await c.open('/lib1/nst0'));
