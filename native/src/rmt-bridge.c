@@ -12,6 +12,9 @@
  * thread reads the server's replies in order and settles what is owed. All shared state is
  * under one mutex; a condition variable announces every settled reply.
  *
+ * It connects at the client's first command. A session that opens for writing on a server on
+ * this host moves to the server's local socket (moveToLocal); the TypeScript bridge stays on TCP.
+ *
  * Usage: vtl-rmt-bridge HOST:PORT   (also [V6]:PORT, HOST, :PORT). Exit 0 when the client's
  * input ends (or the server hangs up), 1 on an error, said on stderr.
  */
@@ -26,11 +29,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <stddef.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>

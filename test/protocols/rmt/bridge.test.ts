@@ -280,9 +280,6 @@ describeEachBridge((kind) => {
    * with EIO, and records every command it received. With `late`, that failure is sent only
    * when the next command arrives, so the bridge has acknowledged that one too.
    */
-  /** The C bridge speaks the extension's version 2 (it asks for the local socket's name). */
-  const hello = kind === 'c' ? 'B2' : 'B1';
-
   async function scriptedServer(failAt: number, late = false): Promise<{ server: Server; port: number; seen: string[] }> {
     const seen: string[] = [];
     const server = createServer({ allowHalfOpen: true }, (s: Socket) => {
@@ -320,6 +317,9 @@ describeEachBridge((kind) => {
     await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
     return { server, port: (server.address() as { port: number }).port, seen };
   }
+
+  /** The C bridge speaks the extension's version 2 (it asks for the local socket's name). */
+  const hello = kind === 'c' ? 'B2' : 'B1';
 
   describe('a failed write the bridge acknowledged', () => {
     test('its error is the reply to the next command, which does not reach the server', async () => {
@@ -376,10 +376,20 @@ describeEachBridge((kind) => {
     // sides) and reads over TCP (the server's Unix send buffer is small); the TypeScript
     // bridge always uses TCP. A server without the local socket is reached over TCP.
     const local = kind === 'c' && process.platform === 'linux';
-    const transport = async (flags: string) => {
+    const only = (where: 'tcp' | 'local') => (where === 'tcp' ? { tcp: 1, local: 0 } : { tcp: 0, local: 1 });
+    /** The connections while the device is open, once the TCP one that only said hello has gone. */
+    const settled = async (expected: { tcp: number; local: number }) => {
+      let seen = h.server.connectionsByTransport();
+      for (let t = 0; JSON.stringify(seen) !== JSON.stringify(expected) && t < 100; t++) {
+        await new Promise((res) => setTimeout(res, 20));
+        seen = h.server.connectionsByTransport();
+      }
+      return seen;
+    };
+    const transport = async (flags: string, expected: { tcp: number; local: number }) => {
       const c = bridgedVia(kind);
       ok(await c.open('/lib1/nst0', flags));
-      const seen = h.server.connectionsByTransport();
+      const seen = await settled(expected);
       ok(await c.close());
       c.end();
       for (let t = 0; h.server.connections > 0 && t < 200; t++) await new Promise((res) => setTimeout(res, 25));
@@ -387,10 +397,11 @@ describeEachBridge((kind) => {
     };
 
     test('an open for writing goes local, one for reading over TCP', async () => {
-      expect(await transport('2 O_RDWR')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
-      expect(await transport('1 O_WRONLY|O_CREAT')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
-      expect(await transport('O_WRONLY')).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
-      expect(await transport('0 O_RDONLY')).toEqual({ tcp: 1, local: 0 });
+      const writing = only(local ? 'local' : 'tcp');
+      expect(await transport('2 O_RDWR', writing)).toEqual(writing);
+      expect(await transport('1 O_WRONLY|O_CREAT', writing)).toEqual(writing);
+      expect(await transport('O_WRONLY', writing)).toEqual(writing);
+      expect(await transport('0 O_RDONLY', only('tcp'))).toEqual(only('tcp'));
     });
 
     test('the local socket is the one the server names: a process holding a guessable name gets nothing', async () => {
@@ -403,7 +414,8 @@ describeEachBridge((kind) => {
       try {
         const c = bridgedVia(kind);
         ok(await c.open('/lib1/nst0', '2 O_RDWR'));
-        expect(h.server.connectionsByTransport()).toEqual(local ? { tcp: 0, local: 1 } : { tcp: 1, local: 0 });
+        const writing = only(local ? 'local' : 'tcp');
+        expect(await settled(writing)).toEqual(writing);
         ok(await c.write(Buffer.alloc(1000, 7)), 1000);
         ok(await c.close());
         expect(await Promise.race([connected.then(() => 'connected'), new Promise((res) => setTimeout(() => res('not'), 100))])).toBe('not');
