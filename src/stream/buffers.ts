@@ -70,3 +70,27 @@ export function recycleBuffer(b: Uint8Array): void {
   free[sizeClass(ab.byteLength)].push(ab);
   freeBytes += ab.byteLength;
 }
+
+/** Pieces of an out-of-step copy (a multiple of 8). */
+const STAGE_BYTES = 64 * 1024;
+const stage = Buffer.allocUnsafeSlow(STAGE_BYTES + 8);
+
+/**
+ * Copies `source` into `target` (a view of a SharedArrayBuffer) at `at`. V8 copies into shared
+ * memory word by word where the two addresses agree modulo 8, and byte by byte where they do
+ * not: 3.2 GB/s against 18-24 here. A source out of step (an rmt record after its command line
+ * in a socket read) goes through a staging buffer put in step with the target, which costs
+ * one more copy at memory speed.
+ */
+export function copyToShared(target: Uint8Array, at: number, source: Uint8Array): void {
+  const shift = (target.byteOffset + at) % 8;
+  if (source.byteOffset % 8 === shift || source.length < 64) {
+    target.set(source, at);
+    return;
+  }
+  for (let i = 0; i < source.length; i += STAGE_BYTES) {
+    const part = source.subarray(i, i + STAGE_BYTES);
+    stage.set(part, shift);
+    target.set(stage.subarray(shift, shift + part.length), at + i);
+  }
+}

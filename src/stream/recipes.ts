@@ -14,7 +14,7 @@ import type { Level } from 'level';
 import type { ChunkRef, ChunkStore, CommitBatch, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
 import type { BinarySublevel, ChunkRefs } from '../dedup/fingerprint-index.js';
 import { REF_WORDS, decodeRef, encodeRef, fingerprintWords } from '../dedup/fingerprint-index.js';
-import { lendView, takeBuffer } from './buffers.js';
+import { copyToShared, lendView, takeBuffer } from './buffers.js';
 import type { StreamId, StreamReader, StreamStats, StreamWriter, Streams, SyncBatch } from './index.js';
 
 export const RECIPE_ENTRY = 36;
@@ -443,7 +443,7 @@ class RecipeWriter implements StreamWriter {
     while (at < data.length) {
       const b = this.batches[this.turn];
       const n = Math.min(data.length - at, end - b.fill);
-      b.buf.set(data.subarray(at, at + n), b.fill);
+      copyToShared(b.buf, b.fill, data.subarray(at, at + n));
       b.fill += n;
       at += n;
       this.pos += n;

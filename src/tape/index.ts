@@ -117,6 +117,6 @@ export type { MediumSpec, MediumInfo, MediumFlags, MediumImage, TapeFileInfo } f
 export type { Geometry, MediumConfig } from './medium.js';
 export type { Run, MarkRun } from './map.js';
 export { FileChecksum, CHECKSUM_ALGORITHM } from './checksum.js';
-/** Record buffers that go round: taken, and given back once nobody looks at them (stream/buffers.ts). */
-export { recycleBuffer, takeBuffer } from '../stream/buffers.js';
+/** Record buffers that go round: taken or lent, and given back once nobody looks at them (stream/buffers.ts). */
+export { lendView, recycleBuffer, takeBuffer } from '../stream/buffers.js';
 export { result as tapeResult, failure as tapeFailure, SENSE } from './sense.js';

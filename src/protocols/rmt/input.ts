@@ -2,15 +2,20 @@
  * The bytes of one side of an rmt conversation, read as rmt needs them: single command (or
  * reply) bytes, lines and exact-length payloads. The buffer is bounded: past `highWater` bytes
  * the source is paused until they are consumed, so a fast or hostile peer cannot grow memory.
- * The server reads its clients' sockets with it; the bridge reads tar's stdin and the replies.
+ * The server reads its clients' sockets with it, into pooled segments (pooled-reads.ts); the
+ * bridge reads tar's stdin and the replies.
  */
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { pooledReads, type Segment } from './pooled-reads.js';
 
 /** The client broke the protocol beyond recovery (an argument line too long). */
 export class ProtocolError extends Error {}
 
 export class Input {
   private chunks: Buffer[] = [];
+  /** With pooled reads, the segment of each chunk (each chunk holds its segment once). */
+  private segments: Segment[] | undefined;
   /** Bytes of chunks[0] already consumed. */
   private head = 0;
   private size = 0;
@@ -20,24 +25,43 @@ export class Input {
   /**
    * `alloc` makes the buffer for bytes that span received chunks (the rmt server takes them
    * from the record buffer pool and gives them back once stored); by default a new one.
+   *
+   * With `pooled` (a socket accepted with pauseOnConnect) the socket reads into pooled
+   * segments where Node allows it. Then what `exact`, `exactParts` and `some` return are lent
+   * views: give them back with recycleBuffer (tape/index.ts) once nobody looks at them.
    */
   constructor(
     private readonly source: Readable,
     private readonly highWater: number,
     private readonly alloc: (n: number) => Buffer = Buffer.allocUnsafe,
+    pooled = false,
   ) {
-    source.on('data', (c: Buffer) => {
-      this.chunks.push(c);
-      this.size += c.length;
-      if (this.size >= this.highWater) source.pause();
-      this.notify();
-    });
+    const letGo = pooled ? pooledReads(source as Socket, (view, segment) => this.received(view, segment)) : undefined;
+    if (letGo) this.segments = [];
+    else source.on('data', (c: Buffer) => this.received(c));
     const end = () => {
       this.ended = true;
       this.notify();
     };
     source.on('end', end);
-    source.on('close', end);
+    source.on('close', () => {
+      letGo?.();
+      end();
+    });
+    if (pooled) source.resume();
+  }
+
+  private received(c: Buffer, segment?: Segment): void {
+    this.chunks.push(c);
+    if (segment) this.segments!.push(segment);
+    this.size += c.length;
+    if (this.size >= this.highWater) this.source.pause();
+    this.notify();
+  }
+
+  /** The socket reads into pooled segments (what `exact` returns is lent). */
+  get pooled(): boolean {
+    return this.segments !== undefined;
   }
 
   /** The input has ended and every byte of it was consumed. */
@@ -69,7 +93,7 @@ export class Input {
     for (;;) {
       const at = this.indexOfNewline(max + 1);
       if (at >= 0) {
-        const text = this.take(at).toString('latin1');
+        const text = this.text(at);
         this.consume(1);
         return text;
       }
@@ -85,7 +109,7 @@ export class Input {
     for (let left = n; left > 0; ) {
       const c = this.chunks[0];
       const k = Math.min(left, c.length - this.head);
-      parts.push(c.subarray(this.head, this.head + k));
+      parts.push(this.lent(c.subarray(this.head, this.head + k)));
       this.consume(k);
       left -= k;
     }
@@ -134,11 +158,25 @@ export class Input {
     return -1;
   }
 
+  /** A view of chunks[0], lent from its segment with pooled reads (before it is consumed). */
+  private lent(view: Buffer): Buffer {
+    return this.segments && view.length > 0 ? this.segments[0].lend(view) : view;
+  }
+
+  /** Removes `n` buffered bytes and returns them as text. */
+  private text(n: number): string {
+    const first = this.chunks[0];
+    if (!first || first.length - this.head < n) return this.take(n).toString('latin1');
+    const text = first.toString('latin1', this.head, this.head + n);
+    this.consume(n);
+    return text;
+  }
+
   /** Removes and returns `n` buffered bytes (a view when they lie in one chunk). */
   private take(n: number): Buffer {
     const first = this.chunks[0];
     if (first && first.length - this.head >= n) {
-      const out = first.subarray(this.head, this.head + n);
+      const out = this.lent(first.subarray(this.head, this.head + n));
       this.consume(n);
       return out;
     }
@@ -160,6 +198,7 @@ export class Input {
     while (this.chunks.length > 0 && this.head >= this.chunks[0].length) {
       this.head -= this.chunks[0].length;
       this.chunks.shift();
+      this.segments?.shift()!.release();
     }
     if (this.size < this.highWater / 2 && this.source.isPaused() && !this.source.destroyed && !this.ended) this.source.resume();
   }

@@ -37,7 +37,7 @@ export class RmtServer {
   constructor(private readonly opts: RmtServerOptions) {}
 
   listen(): Promise<{ host: string; port: number }> {
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.maxConnections = MAX_CONNECTIONS;
     this.server = server;
     const host = this.opts.host ?? DEFAULT_RMT_HOST;
@@ -60,7 +60,7 @@ export class RmtServer {
    */
   private listenLocal(port: number): Promise<void> {
     if (process.platform !== 'linux') return Promise.resolve();
-    const local = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    const local = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     local.maxConnections = MAX_CONNECTIONS;
     const name = `vtl-rmt-${port}-${randomBytes(12).toString('hex')}`;
     return new Promise((resolve) => {

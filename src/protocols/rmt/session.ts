@@ -68,8 +68,9 @@ export class RmtSession {
     private readonly socket: Socket,
     private readonly opts: SessionOptions,
   ) {
-    // A record that spans socket reads is joined in a pooled buffer, given back once stored.
-    this.input = new Input(socket, MAX_TRANSFER + 256 * 1024, takeBuffer);
+    // Records are lent views of the pooled segments the socket reads into (a record that spans
+    // two is joined in a pooled buffer), given back once stored.
+    this.input = new Input(socket, MAX_TRANSFER + 256 * 1024, takeBuffer, true);
     socket.on('error', () => this.input.stop());
     this.done = this.run();
   }
