@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyToShared, lendView, recycleBuffer, takeBuffer } from '../../src/stream/buffers.js';
+import { copyBytes, lendView, recycleBuffer, takeBuffer } from '../../src/stream/buffers.js';
 
 describe('read buffers', () => {
   it('hands a given-back buffer out again, once', () => {
@@ -50,18 +50,21 @@ describe('read buffers', () => {
     expect(takeBuffer(65_536).buffer).not.toBe(memory.buffer);
   });
 
-  it('copies into shared memory from sources in and out of step, at every shift', () => {
-    const source = Buffer.allocUnsafe(200_000);
-    for (let i = 0; i < source.length; i++) source[i] = (i * 131 + (i >> 8)) & 0xff;
-    const target = Buffer.from(new SharedArrayBuffer(210_000));
-    for (const length of [0, 7, 63, 64, 65_536, 65_537, 150_001]) {
-      for (let from = 0; from < 8; from++) {
-        for (const at of [0, 3, 8, 4101]) {
-          target.fill(0xee);
-          copyToShared(target, at, source.subarray(from, from + length));
-          expect(target.subarray(at, at + length).equals(source.subarray(from, from + length))).toBe(true);
-          if (at > 0) expect(target[at - 1]).toBe(0xee);
-          expect(target[at + length]).toBe(0xee);
+  it('copies to and from shared memory in and out of step, at every shift', () => {
+    const plain = Buffer.allocUnsafe(210_000);
+    const shared = Buffer.from(new SharedArrayBuffer(210_000));
+    for (let i = 0; i < plain.length; i++) plain[i] = (i * 131 + (i >> 8)) & 0xff;
+    shared.set(plain);
+    for (const [source, target] of [[plain, Buffer.from(new SharedArrayBuffer(210_000))], [shared, Buffer.allocUnsafe(210_000)], [shared, Buffer.from(new SharedArrayBuffer(210_000))]]) {
+      for (const length of [0, 7, 63, 64, 65_536, 65_537, 150_001]) {
+        for (let from = 0; from < 8; from++) {
+          for (const at of [0, 3, 8, 4101]) {
+            target.fill(0xee);
+            copyBytes(target, at, source.subarray(from, from + length));
+            expect(target.subarray(at, at + length).equals(plain.subarray(from, from + length))).toBe(true);
+            if (at > 0) expect(target[at - 1]).toBe(0xee);
+            expect(target[at + length]).toBe(0xee);
+          }
         }
       }
     }
