@@ -7,7 +7,7 @@
  * stream's sync batch. Every operation other than write, write filemarks and read position
  * first closes the writer (a sync point), so reads and positioning always see synced data.
  */
-import { recycleBuffer } from '../stream/buffers.js';
+import { copyBytes, recycleBuffer, takeBuffer } from '../stream/buffers.js';
 import type { StreamReader, StreamWriter, Streams, SyncBatch } from '../stream/index.js';
 import type { ReadResult, SpaceKind, TapePosition, TapeResult } from './index.js';
 import { EMPTY_CHECKSUM, FileChecksum } from './checksum.js';
@@ -755,9 +755,18 @@ export class Medium {
   }
 }
 
-/** The parts in one new buffer; the parts go back where they came from (stream/buffers.ts). */
-function joined(parts: Buffer[], n?: number): Buffer {
-  const all = Buffer.concat(parts, n);
-  for (const p of parts) recycleBuffer(p);
+/**
+ * The parts in one pooled buffer; the parts go back where they came from (stream/buffers.ts).
+ * Lent parts are views of a reader's shared slab: copyBytes keeps those copies in step.
+ */
+function joined(parts: Buffer[], n = parts.reduce((sum, p) => sum + p.length, 0)): Buffer {
+  const all = takeBuffer(n);
+  let at = 0;
+  for (const p of parts) {
+    const k = Math.min(p.length, n - at);
+    copyBytes(all, at, p.subarray(0, k));
+    at += k;
+    recycleBuffer(p);
+  }
   return all;
 }
