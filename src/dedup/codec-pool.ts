@@ -118,23 +118,7 @@ export class CodecPool {
    */
   async seal(key: Buffer, items: SealItem[]): Promise<Buffer[]> {
     const jobs: Promise<Buffer[]>[] = [];
-    for (let i = 0; i < items.length; i += ITEMS_PER_JOB) {
-      const part = items.slice(i, i + ITEMS_PER_JOB);
-      const { data, starts } = packChunks(part.map((p) => p.raw));
-      jobs.push(
-        this.run({
-          id: 0,
-          op: 'seal',
-          key: new Uint8Array(key),
-          containers: Uint32Array.from(part, (p) => p.containerId),
-          seqs: Uint32Array.from(part, (p) => p.seq),
-          fingerprints: concat(part.map((p) => p.fingerprint)),
-          data,
-          starts,
-          lengths: Uint32Array.from(part, (p) => p.raw.length),
-        }),
-      );
-    }
+    for (let i = 0; i < items.length; i += ITEMS_PER_JOB) jobs.push(this.run(sealRequest(key, items.slice(i, i + ITEMS_PER_JOB))));
     return (await settleAll(jobs)).flat();
   }
 
@@ -155,17 +139,7 @@ export class CodecPool {
     let at = target?.at ?? 0;
     for (let i = 0; i < chunks.length; i += ITEMS_PER_JOB) {
       const part = chunks.slice(i, i + ITEMS_PER_JOB);
-      const req: ReadRequest = {
-        id: 0,
-        op: 'read',
-        key: new Uint8Array(key),
-        dir,
-        container,
-        fingerprints: concat(part.map((c) => c.fingerprint)),
-        offsets: Uint32Array.from(part, (c) => c.ref.offset),
-        lengths: Uint32Array.from(part, (c) => c.ref.frameLength),
-        rawLengths: Uint32Array.from(part, (c) => c.ref.rawLength),
-      };
+      const req = readRequest(key, dir, container, part);
       if (target) {
         const offsets = new Uint32Array(part.length);
         for (let j = 0; j < part.length; j++) {
@@ -174,7 +148,7 @@ export class CodecPool {
         }
         req.target = new Uint8Array(target.buf.buffer);
         req.targetOffsets = offsets;
-        jobs.push(this.run(req).then(() => Array.from(offsets, (o, j) => Buffer.from(target.buf.buffer, o, part[j].ref.rawLength))));
+        jobs.push(this.readInto(req, req.target, offsets));
       } else {
         jobs.push(this.run(req));
       }
@@ -210,13 +184,20 @@ export class CodecPool {
     return { cuts: reply.bounds, fingerprints: Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength) };
   }
 
+  /** A read whose worker writes the chunks into `target`: they come back as views of it. */
+  private async readInto(req: ReadRequest, target: Uint8Array, offsets: Uint32Array): Promise<Buffer[]> {
+    await this.post(req, this.nextWorker());
+    const out: Buffer[] = new Array(offsets.length);
+    for (let j = 0; j < out.length; j++) out[j] = Buffer.from(target.buffer, offsets[j], req.rawLengths[j]);
+    return out;
+  }
+
   private run(req: SealRequest | ReadRequest): Promise<Buffer[]> {
-    return this.post(req, this.workers[this.turn++ % this.workers.length]).then((reply) => {
-      const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
-      const out: Buffer[] = new Array(reply.bounds.length - 1);
-      for (let j = 0; j < out.length; j++) out[j] = block.subarray(reply.bounds[j], reply.bounds[j + 1]);
-      return out;
-    });
+    return this.post(req, this.nextWorker()).then(framesOfBlock);
+  }
+
+  private nextWorker(): Worker {
+    return this.workers[this.turn++ % this.workers.length];
   }
 
   private post(req: CodecRequest, worker: Worker): Promise<CodecReply> {
@@ -259,9 +240,59 @@ export class CodecPool {
  */
 async function settleAll<T>(jobs: Promise<T>[]): Promise<T[]> {
   const results = await Promise.allSettled(jobs);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+  const values: T[] = new Array(results.length);
+  for (let j = 0; j < results.length; j++) {
+    const r = results[j];
+    if (r.status === 'rejected') throw r.reason;
+    values[j] = r.value;
+  }
+  return values;
+}
+
+// The request builders and reply readers below are module functions, not closures made per
+// call: V8 optimizes a per-call closure again after each garbage collection.
+
+function sealRequest(key: Buffer, part: SealItem[]): SealRequest {
+  const n = part.length;
+  const raws: Uint8Array[] = new Array(n);
+  const fingerprints: Uint8Array[] = new Array(n);
+  const containers = new Uint32Array(n);
+  const seqs = new Uint32Array(n);
+  const lengths = new Uint32Array(n);
+  for (let j = 0; j < n; j++) {
+    const p = part[j];
+    raws[j] = p.raw;
+    fingerprints[j] = p.fingerprint;
+    containers[j] = p.containerId;
+    seqs[j] = p.seq;
+    lengths[j] = p.raw.length;
+  }
+  const { data, starts } = packChunks(raws);
+  return { id: 0, op: 'seal', key: new Uint8Array(key), containers, seqs, fingerprints: concat(fingerprints), data, starts, lengths };
+}
+
+function readRequest(key: Buffer, dir: string, container: number, part: Array<{ ref: ChunkRef; fingerprint: Buffer }>): ReadRequest {
+  const n = part.length;
+  const fingerprints: Uint8Array[] = new Array(n);
+  const offsets = new Uint32Array(n);
+  const lengths = new Uint32Array(n);
+  const rawLengths = new Uint32Array(n);
+  for (let j = 0; j < n; j++) {
+    const { ref, fingerprint } = part[j];
+    fingerprints[j] = fingerprint;
+    offsets[j] = ref.offset;
+    lengths[j] = ref.frameLength;
+    rawLengths[j] = ref.rawLength;
+  }
+  return { id: 0, op: 'read', key: new Uint8Array(key), dir, container, fingerprints: concat(fingerprints), offsets, lengths, rawLengths };
+}
+
+/** A worker's reply block cut at its bounds: the frames sealed, or the chunks opened. */
+function framesOfBlock(reply: CodecReply): Buffer[] {
+  const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
+  const out: Buffer[] = new Array(reply.bounds.length - 1);
+  for (let j = 0; j < out.length; j++) out[j] = block.subarray(reply.bounds[j], reply.bounds[j + 1]);
+  return out;
 }
 
 function rebuildError(e: NonNullable<CodecReply['error']>): Error {
@@ -275,12 +306,17 @@ function rebuildError(e: NonNullable<CodecReply['error']>): Error {
 function packChunks(items: Uint8Array[]): { data: Uint8Array; starts: Uint32Array } {
   const starts = new Uint32Array(items.length);
   const shared = items[0].buffer;
-  if (shared instanceof SharedArrayBuffer && items.every((it) => it.buffer === shared)) {
-    items.forEach((it, j) => (starts[j] = it.byteOffset));
+  if (shared instanceof SharedArrayBuffer && sameBuffer(items, shared)) {
+    for (let j = 0; j < items.length; j++) starts[j] = items[j].byteOffset;
     return { data: new Uint8Array(shared), starts };
   }
   for (let j = 1; j < items.length; j++) starts[j] = starts[j - 1] + items[j - 1].length;
   return { data: concat(items), starts };
+}
+
+function sameBuffer(items: Uint8Array[], buffer: ArrayBufferLike): boolean {
+  for (const it of items) if (it.buffer !== buffer) return false;
+  return true;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -21,9 +21,12 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compress, uncompressSync } from 'lz4-napi';
+import { createRequire } from 'node:module';
 import { fsyncDir } from '../crypto/fsutil.js';
 import { framesAddon, type FramesAddon } from './frames-native.js';
+
+// Required, not imported: see fingerprint.ts (the CommonJS export scan in every worker).
+const { compress, uncompressSync } = createRequire(import.meta.url)('lz4-napi') as typeof import('lz4-napi');
 
 export const CONTAINER_TARGET_SIZE = 8 * 1024 * 1024;
 /** Largest raw chunk a frame may hold (a sanity bound for readers and recovery). */

@@ -71,19 +71,20 @@ export class FingerprintIndex {
     const result: (ChunkRef | undefined)[] = new Array(fingerprints.length).fill(undefined);
     const ask: Buffer[] = [];
     const where: number[] = [];
-    fingerprints.forEach((fp, i) => {
-      if (this.bloom.mayContain(fp)) {
-        ask.push(fp);
+    for (let i = 0; i < fingerprints.length; i++) {
+      if (this.bloom.mayContain(fingerprints[i])) {
+        ask.push(fingerprints[i]);
         where.push(i);
       }
-    });
+    }
     this.counts.bloom += fingerprints.length - ask.length;
     this.counts.leveldb += ask.length;
     if (ask.length === 0) return result;
     const values = await this.db.getMany(ask);
-    values.forEach((v, j) => {
+    for (let j = 0; j < values.length; j++) {
+      const v = values[j];
       if (v) result[where[j]] = decodeRef(v);
-    });
+    }
     return result;
   }
 
@@ -100,13 +101,14 @@ export class FingerprintIndex {
     const p = this.prefix.length;
     const keys = Buffer.allocUnsafe(entries.length * (p + 16));
     const values = Buffer.allocUnsafe(entries.length * REF_BYTES);
-    entries.forEach(([fp, ref], i) => {
+    for (let i = 0; i < entries.length; i++) {
+      const [fp, ref] = entries[i];
       const k = keys.subarray(i * (p + 16), (i + 1) * (p + 16));
       this.prefix.copy(k, 0);
       fp.copy(k, p);
       batch.putRaw(k, encodeRef(ref, values, i * REF_BYTES).subarray(i * REF_BYTES, (i + 1) * REF_BYTES));
       this.bloom.add(fp);
-    });
+    }
   }
 
   /** Every entry, in key order (scrub's cross-check); streams, holds nothing. */
@@ -273,7 +275,7 @@ export class FingerprintTable {
 export function footerWords(entries: FooterEntry[]): Int32Array {
   const words = new Int32Array(entries.length * 4);
   const bytes = new Uint8Array(words.buffer);
-  entries.forEach((e, i) => bytes.set(e.fingerprint.subarray(0, 16), i * 16));
+  for (let i = 0; i < entries.length; i++) bytes.set(entries[i].fingerprint.subarray(0, 16), i * 16);
   return words;
 }
 
@@ -305,7 +307,7 @@ export class LocalityCache {
     if (this.containers.has(container)) return this.touch(container);
     while (this.containers.size >= this.maxContainers) this.evictOldest();
     const words = footerWords(entries);
-    entries.forEach((e, i) => this.table.set(words, i, e));
+    for (let i = 0; i < entries.length; i++) this.table.set(words, i, entries[i]);
     this.containers.set(container, words);
   }
 

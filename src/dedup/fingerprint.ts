@@ -4,7 +4,12 @@
  * than the seeded variant. The keyring validates the secret's length (a short one aborts the
  * process inside the hash library).
  */
-import { xxh3 } from '@node-rs/xxhash';
+import { createRequire } from 'node:module';
+
+// Loaded with require, not import: importing a CommonJS package from ESM makes Node scan its
+// source for export names, and every codec worker paid about 0.1 CPU-s for that scan of this
+// package and lz4-napi (cjs-module-lexer, optimized anew in each thread).
+const { xxh3 } = createRequire(import.meta.url)('@node-rs/xxhash') as typeof import('@node-rs/xxhash');
 
 export const FINGERPRINT_BYTES = 16;
 const LOW = (1n << 64n) - 1n;
