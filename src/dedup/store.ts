@@ -190,7 +190,6 @@ interface PendingChunk {
   ref?: ChunkRef;
 }
 
-/** A put between its plan (under the store lock) and its appends (in put order, after the seals). */
 /**
  * The chunks of one put, by index. Classes rather than closures: a closure made per put is a new
  * function that V8 optimizes again after each garbage collection (measured: 86 recompilations
@@ -220,6 +219,7 @@ class CutChunks implements PutChunks {
 
 const ignore = (): undefined => undefined;
 
+/** A put between its plan (under the store lock) and its appends (in put order, after the seals). */
 interface PlannedPut {
   fingerprints: Buffer;
   words: Int32Array;
@@ -413,8 +413,8 @@ export class ChunkStore {
    * overlap: the plan (lookups, and a container and seq for each new chunk, whose sealing it
    * starts) runs under the store lock; the appends run after the seals, in put order, while the
    * next put plans. Before this the seal workers waited for each put's appends and the next
-   * plan, and the event loop for the seals. Resolves when the chunks are appended: `chunk(i)`
-   * is not read after that.
+   * plan, and the event loop for the seals. Resolves when the chunks are appended: `chunks.at(i)`
+   * is not called after that.
    */
   private async put(n: number, chunks: PutChunks, fingerprints: Buffer): Promise<ChunkRefs> {
     const plan = await this.exclusive(() => this.planPut(n, chunks, fingerprints), { drain: false });
