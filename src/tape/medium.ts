@@ -628,7 +628,7 @@ export class Medium {
       parts.push(more);
       got += more.length;
     }
-    return joined(parts, n);
+    return joined(parts); // exactly n bytes: each read asks for at most what is missing
   }
 
   // ---- positioning -----------------------------------------------------------------------------
@@ -759,13 +759,14 @@ export class Medium {
  * The parts in one pooled buffer; the parts go back where they came from (stream/buffers.ts).
  * Lent parts are views of a reader's shared slab: copyBytes keeps those copies in step.
  */
-function joined(parts: Buffer[], n = parts.reduce((sum, p) => sum + p.length, 0)): Buffer {
+function joined(parts: Buffer[]): Buffer {
+  let n = 0;
+  for (const p of parts) n += p.length;
   const all = takeBuffer(n);
   let at = 0;
   for (const p of parts) {
-    const k = Math.min(p.length, n - at);
-    copyBytes(all, at, p.subarray(0, k));
-    at += k;
+    copyBytes(all, at, p);
+    at += p.length;
     recycleBuffer(p);
   }
   return all;
