@@ -23,20 +23,35 @@ const native = framesAddon();
 /** Where the C codec seals a batch before it is copied out at its exact size. */
 let sealScratch = new Uint8Array(0);
 
-port.on('message', (req: CodecRequest) => {
-  handle(req).then(
-    (reply) => port.postMessage(reply, [reply.block.buffer as ArrayBuffer]),
-    (err: Error & { file?: string; offset?: number; reason?: string; container?: number; code?: string }) =>
-      port.postMessage({
-        id: req.id,
-        error: { name: err.name, message: err.message, code: err.code, file: err.file, offset: err.offset, reason: err.reason, container: err.container },
-      }),
-  );
-});
+type WorkerError = Error & { file?: string; offset?: number; reason?: string; container?: number; code?: string };
 
-async function handle(req: CodecRequest): Promise<CodecReply> {
+port.on('message', onRequest);
+
+/** Answers a request; only the TypeScript sealer is asynchronous. */
+function onRequest(req: CodecRequest): void {
+  try {
+    const reply = handle(req);
+    if (reply instanceof Promise) reply.then(sendReply, (err: WorkerError) => sendError(req.id, err));
+    else sendReply(reply);
+  } catch (err) {
+    sendError(req.id, err as WorkerError);
+  }
+}
+
+function sendReply(reply: CodecReply): void {
+  port.postMessage(reply, [reply.block.buffer as ArrayBuffer]);
+}
+
+function sendError(id: number, err: WorkerError): void {
+  port.postMessage({
+    id,
+    error: { name: err.name, message: err.message, code: err.code, file: err.file, offset: err.offset, reason: err.reason, container: err.container },
+  });
+}
+
+function handle(req: CodecRequest): CodecReply | Promise<CodecReply> {
   if (req.op === 'cut') return cut(req);
-  if (req.op === 'seal') return native ? sealNative(native, req) : pack(req.id, await seal(req));
+  if (req.op === 'seal') return native ? sealNative(native, req) : seal(req).then((frames) => pack(req.id, frames));
   if (native) return readNative(native, req);
   const out = read(req);
   return req.target ? pack(req.id, []) : pack(req.id, out);
@@ -101,59 +116,90 @@ function readNative(codec: FramesAddon, req: ReadRequest): CodecReply {
     out = new Uint8Array(bounds[n]);
     outOffsets = bounds.subarray(0, n);
   }
-  forEachRun(req, file, (group, at, got) => {
-    const m = group.length;
-    const offsets = new Uint32Array(m);
-    const lengths = new Uint32Array(m);
-    const raws = new Uint32Array(m);
-    const into = new Uint32Array(m);
-    const fps = new Uint8Array(16 * m);
-    group.forEach((j, i) => {
-      offsets[i] = req.offsets[j] - at;
-      lengths[i] = req.lengths[j];
-      raws[i] = req.rawLengths[j];
-      into[i] = outOffsets[j];
-      fps.set(req.fingerprints.subarray(16 * j, 16 * j + 16), 16 * i);
-    });
-    const bad = codec.openFrames(req.key, req.container, fps, scratch.subarray(0, got), offsets, lengths, raws, out, into);
-    if (bad) throw new IntegrityError(file.path, req.offsets[group[bad.index]], bad.reason, req.container);
-  });
+  const order = fileOrder(req);
+  for (let i = 0; i < n; ) {
+    const run = readRun(req, file, order, i);
+    openRunNative(codec, req, file, run, out, outOffsets);
+    i = run.end;
+  }
   return req.target ? { id: req.id, block: new Uint8Array(0), bounds: new Uint32Array(1) } : { id: req.id, block: out, bounds };
 }
 
-/**
- * Calls `open` for each run of frames close enough to read with one call: `group` holds their
- * indices in file order, and scratch[0..got) the file's bytes from offset `at` on, which hold
- * every frame of the group (a frame cut short by the file's end is an IntegrityError).
- */
-function forEachRun(req: ReadRequest, file: { fd: number; path: string }, open: (group: number[], at: number, got: number) => void): void {
-  const n = req.offsets.length;
-  const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => req.offsets[a] - req.offsets[b]);
-  for (let i = 0; i < n; ) {
-    const start = req.offsets[order[i]];
-    let end = start + req.lengths[order[i]];
-    let k = i + 1;
-    while (k < n && req.offsets[order[k]] <= end + COALESCE_GAP) {
-      end = Math.max(end, req.offsets[order[k]] + req.lengths[order[k]]);
-      k++;
-    }
-    if (scratch.length < end - start) scratch = Buffer.allocUnsafe(end - start);
-    const got = readFullySync(file.fd, scratch, end - start, start);
-    const group = order.slice(i, k);
-    const cut = group.find((j) => req.offsets[j] - start + req.lengths[j] > got);
-    if (cut !== undefined) throw new IntegrityError(file.path, req.offsets[cut], 'frame extends past the end of the file (truncated)', req.container);
-    open(group, start, got);
-    i = k;
+/** The request's frames in file order (indices into its arrays). */
+function fileOrder(req: ReadRequest): number[] {
+  const order: number[] = new Array(req.offsets.length);
+  let sorted = true;
+  for (let j = 0; j < order.length; j++) {
+    order[j] = j;
+    if (j > 0 && req.offsets[j] < req.offsets[j - 1]) sorted = false;
   }
+  // A restore asks in stream order, which is mostly file order already.
+  return sorted ? order : order.sort((a, b) => req.offsets[a] - req.offsets[b]);
+}
+
+/** Frames order[i..end) read with one call: scratch[0..got) holds the file's bytes from `at` on. */
+interface Run {
+  group: number[];
+  at: number;
+  got: number;
+  end: number;
+}
+
+/**
+ * Reads the run of frames from order[i] on that lie close enough together for one call, into
+ * scratch. A frame cut short by the file's end is an IntegrityError. (Loops, not callbacks: V8
+ * optimizes a per-call closure again after each garbage collection.)
+ */
+function readRun(req: ReadRequest, file: { fd: number; path: string }, order: number[], i: number): Run {
+  const n = order.length;
+  const at = req.offsets[order[i]];
+  let last = at + req.lengths[order[i]];
+  let k = i + 1;
+  while (k < n && req.offsets[order[k]] <= last + COALESCE_GAP) {
+    last = Math.max(last, req.offsets[order[k]] + req.lengths[order[k]]);
+    k++;
+  }
+  if (scratch.length < last - at) scratch = Buffer.allocUnsafe(last - at);
+  const got = readFullySync(file.fd, scratch, last - at, at);
+  const group = order.slice(i, k);
+  for (const j of group) {
+    if (req.offsets[j] - at + req.lengths[j] > got) {
+      throw new IntegrityError(file.path, req.offsets[j], 'frame extends past the end of the file (truncated)', req.container);
+    }
+  }
+  return { group, at, got, end: k };
+}
+
+/** Opens a run's frames with one call to the C codec, into out[outOffsets[j]..]. */
+function openRunNative(codec: FramesAddon, req: ReadRequest, file: { path: string }, run: Run, out: Uint8Array, outOffsets: Uint32Array): void {
+  const { group, at } = run;
+  const m = group.length;
+  const offsets = new Uint32Array(m);
+  const lengths = new Uint32Array(m);
+  const raws = new Uint32Array(m);
+  const into = new Uint32Array(m);
+  const fps = new Uint8Array(16 * m);
+  for (let i = 0; i < m; i++) {
+    const j = group[i];
+    offsets[i] = req.offsets[j] - at;
+    lengths[i] = req.lengths[j];
+    raws[i] = req.rawLengths[j];
+    into[i] = outOffsets[j];
+    fps.set(req.fingerprints.subarray(16 * j, 16 * j + 16), 16 * i);
+  }
+  const bad = codec.openFrames(req.key, req.container, fps, scratch.subarray(0, run.got), offsets, lengths, raws, out, into);
+  if (bad) throw new IntegrityError(file.path, req.offsets[group[bad.index]], bad.reason, req.container);
 }
 
 function read(req: ReadRequest): Buffer[] {
   const key = Buffer.from(req.key);
   const file = containerFile(req.dir, req.container);
   const out = new Array<Buffer>(req.offsets.length);
-  forEachRun(req, file, (group, at) => {
-    for (const j of group) {
-      const from = req.offsets[j] - at;
+  const order = fileOrder(req);
+  for (let i = 0; i < order.length; ) {
+    const run = readRun(req, file, order, i);
+    for (const j of run.group) {
+      const from = req.offsets[j] - run.at;
       const where = { file: file.path, offset: req.offsets[j] };
       const frame = scratch.subarray(from, from + req.lengths[j]);
       const raw = openChunk(key, req.container, fingerprintAt(req.fingerprints, j), frame, where);
@@ -161,7 +207,8 @@ function read(req: ReadRequest): Buffer[] {
       if (req.target) req.target.set(raw, req.targetOffsets![j]);
       else out[j] = raw;
     }
-  });
+    i = run.end;
+  }
   return out;
 }
 

@@ -441,7 +441,7 @@ export class ContainerWriter {
    */
   static sealRecovered(dir: string, id: number, key: Buffer, fh: FileHandle, size: number, entries: FooterEntry[]): Promise<FooterEntry[]> {
     const buf = Buffer.allocUnsafe(Math.max(1, entries.length) * FOOTER_ENTRY_SIZE);
-    entries.forEach((e, i) => writeEntry(buf, i, e));
+    for (let i = 0; i < entries.length; i++) writeEntry(buf, i, entries[i].fingerprint, entries[i]);
     return new ContainerWriter(dir, id, key, fh, size, buf, entries.length, false).seal();
   }
 
@@ -478,7 +478,7 @@ export class ContainerWriter {
       this.#entries.copy(grown, 0, 0, this.#count * FOOTER_ENTRY_SIZE);
       this.#entries = grown;
     }
-    writeEntry(this.#entries, this.#count, { ...ref, fingerprint });
+    writeEntry(this.#entries, this.#count, fingerprint, ref);
     this.#pending.push(frame);
     this.#unwritten.set(ref.offset, frame);
     this.#size += frame.length;
@@ -635,9 +635,10 @@ export class ContainerWriter {
   }
 }
 
-function writeEntry(buf: Buffer, i: number, e: FooterEntry): void {
+/** Footer entry i: the fingerprint, then where the frame lies (no object made per chunk). */
+function writeEntry(buf: Buffer, i: number, fingerprint: Buffer, e: ChunkRef): void {
   const at = i * FOOTER_ENTRY_SIZE;
-  e.fingerprint.copy(buf, at);
+  fingerprint.copy(buf, at);
   buf.writeUInt32LE(e.offset, at + 16);
   buf.writeUInt32LE(e.frameLength, at + 20);
   buf.writeUInt32LE(e.rawLength, at + 24);
