@@ -13,8 +13,9 @@
  * - A store made before the reverse map existed gets it built by its first GC: one pass over
  *   all recipe pages, resumable, after which every container is examined once.
  * - GC starts at a moment when no stream writer holds unsynced references (they exist only in
- *   its memory); from then on the chunk store records every chunk it hands out (a Bloom filter
- *   that grows with those chunks only), so a backup running during GC keeps what it refers to.
+ *   its memory; a writer left open at a sync point, as a loaded tape after a filemark, holds
+ *   none). From then on the chunk store records every chunk it hands out (a Bloom filter that
+ *   grows with those chunks only), so a backup running during GC keeps what it refers to.
  *   A writer's in-memory copy of a page that GC rewrote still names the old container: its
  *   next commit maps such hints through the index, and reads fall back to the index.
  */
@@ -76,9 +77,9 @@ export class GarbageCollector {
     const live = new BloomFilter(1 << 16);
     ctx.progress(0, null, 'waiting for stream writers to reach a sync point');
     const deadline = Date.now() + waitMs;
-    while (!(await this.chunks.beginGc(live, () => this.streams.openWriters === 0))) {
+    while (!(await this.chunks.beginGc(live, () => this.streams.unsyncedWriters === 0))) {
       ctx.checkCancelled();
-      if (Date.now() > deadline) throw new Error(`GC gave up: streams stayed open for writing for ${waitMs / 1000} s (it starts at a moment when none holds unsynced data)`);
+      if (Date.now() > deadline) throw new Error(`GC gave up: for ${waitMs / 1000} s some stream always held data written since its last sync point (GC starts at a moment when none does: a tape between filemarks)`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     try {

@@ -75,9 +75,20 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     this.counter = db.sublevel<string, number>('streamcounter', { valueEncoding: 'json' });
   }
 
-  /** Streams open for writing: their unsynced chunk references live only in their writers. */
+  /** Streams open for writing. */
   get openWriters(): number {
     return this.writers.size;
+  }
+
+  /**
+   * Writers holding bytes past their last sync point: the chunk references of those bytes
+   * live only in the writers' memory. A writer left open at a sync point (a drive that wrote a
+   * filemark and stays loaded) holds none: what it has in memory is committed already.
+   */
+  get unsyncedWriters(): number {
+    let n = 0;
+    for (const w of this.writers.values()) if (w.unsynced) n++;
+    return n;
   }
 
   /** Creations one at a time: two at once would read the same counter and share an id. */
@@ -434,6 +445,11 @@ class RecipeWriter implements StreamWriter {
 
   get position(): number {
     return this.pos;
+  }
+
+  /** Bytes were written since the last sync point, or a store write of them is still running. */
+  get unsynced(): boolean {
+    return this.pos !== this.syncedLength || this.inflight !== undefined || this.done.length > 0;
   }
 
   async write(data: Uint8Array): Promise<void> {

@@ -96,7 +96,7 @@ test('a backup that re-uses erased chunks while GC runs keeps them; GC waits for
     expect(gcDone).toBe(false);
     // the same bytes come back while GC sweeps: dedup hits on garbage chunks
     await m.write(data[0].subarray(MiB));
-    await m.writeFilemarks(1); // sync point: the writer closes, GC may start
+    await m.writeFilemarks(1); // sync point: the writer holds nothing unsynced, GC may start
     for (const d of data.slice(1)) {
       for (let at = 0; at < d.length; at += MiB) await m.write(d.subarray(at, at + MiB));
       await m.writeFilemarks(1);
@@ -112,6 +112,59 @@ test('a backup that re-uses erased chunks while GC runs keeps them; GC waits for
     await env.close();
   }
 }, 60_000);
+
+test('a tape left loaded after a filemark does not hold GC back; appending after GC moved its chunks reads back', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
+  dirs.push(dir);
+  const env = await openEnv(dir, true);
+  try {
+    await env.libs.createLibrary({ name: 'gc', drives: 1, slots: 4, mailslots: 0 });
+    await env.libs.createCartridges({ library: 'gc', barcodes: ['OLD001', 'KEEP01', 'FILL01'], mediaType: 'LTO-7' });
+    await writeFiles(env.libs, 'OLD001', [bytesOf(2000, 6 * MiB)]);
+    // KEEP01 stays loaded after its filemark (a drive waiting for the next backup)
+    const first = bytesOf(2001, MiB);
+    const m = await env.libs.tapes.mount('KEEP01');
+    for (let at = 0; at < first.length; at += 256 * 1024) await m.write(first.subarray(at, at + 256 * 1024));
+    expect((await m.writeFilemarks(1)).ok).toBe(true);
+    await writeFiles(env.libs, 'FILL01', [bytesOf(2002, 9 * MiB)]); // seals the container KEEP01's file is in
+    await env.libs.eraseCartridge('OLD001'); // that container is now mostly garbage
+
+    // GC neither waits nor gives up: it compacts the container, moving KEEP01's chunks
+    const report = await env.gc.run(quiet, 0.5, 2000);
+    expect(report.compacted + report.deleted).toBeGreaterThan(0);
+    expect(report.movedChunks).toBeGreaterThan(0);
+
+    // the same writer goes on: a repeat of the moved file (dedup hits) and new bytes
+    const second = Buffer.concat([first, bytesOf(2003, MiB)]);
+    for (let at = 0; at < second.length; at += 256 * 1024) await m.write(second.subarray(at, at + 256 * 1024));
+    expect((await m.writeFilemarks(1)).ok).toBe(true);
+    await m.unload();
+    await env.gc.run(quiet);
+    const got = await readFiles(env.libs, 'KEEP01');
+    expect(got.length).toBe(2);
+    expect(got[0].equals(first)).toBe(true);
+    expect(got[1].equals(second)).toBe(true);
+  } finally {
+    await env.close();
+  }
+}, 60_000);
+
+test('GC gives up, saying why, while a tape holds data written since its last filemark', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
+  dirs.push(dir);
+  const env = await openEnv(dir, true);
+  try {
+    await env.libs.createLibrary({ name: 'gc', drives: 1, slots: 2, mailslots: 0 });
+    await env.libs.createCartridges({ library: 'gc', barcodes: ['BUSY01'], mediaType: 'LTO-7' });
+    const m = await env.libs.tapes.mount('BUSY01');
+    expect((await m.write(bytesOf(3000, MiB))).ok).toBe(true);
+    await expect(env.gc.run(quiet, 0.5, 300)).rejects.toThrow(/held data written since its last sync point/);
+    expect((await m.writeFilemarks(1)).ok).toBe(true);
+    await m.unload();
+  } finally {
+    await env.close();
+  }
+});
 
 test('chunk store: a chunk handed out during GC stays live; stale hints read through the index', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
