@@ -178,21 +178,21 @@ function registerCartridge(program: Command): void {
     .option('--prefix <prefix>', 'barcode prefix for a range (with --count)')
     .option('--start <n>', 'first number of the range', int, 1)
     .option('--count <n>', 'how many', int)
-    .option('--media <type>', 'media type (LTO-5..LTO-9, custom)', 'LTO-7')
+    .option('--media <type>', 'media type (LTO-5..LTO-9, custom); default: from the barcode suffix (L7: LTO-7), LTO-7 for --prefix')
     .option('--capacity <bytes>', 'capacity of custom media', int)
     .option('--worm', 'write once, read many')
     .option('--json', 'print JSON')
     .action(async (o) => {
       const body: Obj = { library: o.library };
       if (o.barcodes) body.barcodes = String(o.barcodes).split(',').map((s) => s.trim()).filter(Boolean);
-      else if (o.prefix !== undefined) Object.assign(body, { prefix: o.prefix, start: o.start, count: o.count ?? 1, mediaType: o.media });
+      else if (o.prefix !== undefined) Object.assign(body, { prefix: o.prefix, start: o.start, count: o.count ?? 1, mediaType: o.media ?? 'LTO-7' });
       else throw new CliError('give --barcodes A,B,... or --prefix P --count N');
-      if (o.barcodes && o.media && o.media !== 'LTO-7') body.mediaType = o.media;
+      if (o.barcodes && o.media) body.mediaType = o.media;
       if (o.capacity) body.capacity = o.capacity;
       if (o.worm) body.worm = true;
       const { items } = await client(o).post<{ items: Obj[] }>('/api/v1/cartridges', body);
       if (o.json) return json(items);
-      out(`created ${items.length} cartridges: ${items[0].barcode}${items.length > 1 ? `..${items[items.length - 1].barcode}` : ''} in ${o.library}`);
+      out(`created ${items.length} cartridge${items.length === 1 ? '' : 's'}: ${items[0].barcode}${items.length > 1 ? `..${items[items.length - 1].barcode}` : ''} in ${o.library}`);
     });
   api(cart.command('show').description('one cartridge: location, state, bytes, dedup ratio, tape files').argument('<barcode>'))
     .option('--json', 'print JSON')
@@ -228,8 +228,9 @@ function registerCartridge(program: Command): void {
       const c = await client(o).patch<Obj>(`/api/v1/cartridges/${enc(barcode)}`, { writeProtected: !o.off });
       out(`${c.barcode}: write protect ${c.writeProtected ? 'on' : 'off'}`);
     });
-  api(cart.command('retain').description('set the retention date (ISO 8601, or "none")').argument('<barcode>').argument('<date>')).action(async (barcode: string, date: string, o) => {
-    const c = await client(o).patch<Obj>(`/api/v1/cartridges/${enc(barcode)}`, { retentionUntil: date === 'none' ? null : date });
+  api(cart.command('retain').description('set the retention date (ISO 8601: 2030-01-01 is its start in UTC; or "none")').argument('<barcode>').argument('<date>')).action(async (barcode: string, date: string, o) => {
+    const until = date === 'none' ? null : /^\d{4}-\d{2}-\d{2}$/.test(date) ? `${date}T00:00:00Z` : date;
+    const c = await client(o).patch<Obj>(`/api/v1/cartridges/${enc(barcode)}`, { retentionUntil: until });
     out(`${c.barcode}: retention until ${c.retentionUntil ?? 'none'}`);
   });
   api(cart.command('erase').description('erase a cartridge (its data becomes garbage)').argument('<barcode>')).action(async (barcode: string, o) => {
@@ -267,7 +268,7 @@ function registerChanger(program: Command): void {
 }
 
 function registerDrive(program: Command): void {
-  const drive = program.command('drive').description('drives: status, tape files over HTTP, positioning');
+  const drive = program.command('drive').description('drives: list, tape files over HTTP, positioning');
   api(drive.command('list').description('drives of a library').argument('<library>'))
     .option('--json', 'print JSON')
     .action(async (lib: string, o) => {
@@ -304,25 +305,39 @@ function registerDrive(program: Command): void {
       if (!toStdout) out(`read tape file ${res.headers['x-tape-file']} into ${file}`);
     },
   );
+  // An operation that stops short (end of data, a filemark, BOT) is a failure, as for mt: the
+  // line says where the tape stands, and the exit status is 1 (also with --json).
   const op = (name: string, desc: string, args: Array<[string, string]>, body: (...a: any[]) => Obj | undefined) => {
     let c = api(drive.command(name).description(desc).argument('<library>').argument('<drive>', 'drive number', int));
     for (const [a, d] of args) c = c.argument(a, d);
+    // Counts may be negative (backward): without this, `-1` would be taken for an option.
+    if (args.some(([a]) => a === '[count]')) c.allowUnknownOption();
     c.option('--json', 'print JSON').action(async (lib: string, n: number, ...rest: any[]) => {
       const o = rest[rest.length - 2];
       const r = await client(o).post<Obj>(`/api/v1/libraries/${enc(lib)}/drives/${n}/${name}`, body(...rest.slice(0, -2)) ?? {});
-      if (o.json) return json(r);
+      if (o.json) {
+        json(r);
+        if (!r.ok) process.exitCode = 1;
+        return;
+      }
       const p = r.position;
-      const note = r.ok ? '' : ` (${r.sense?.message ?? 'stopped short'}; residue ${r.residue})`;
-      out(`${lib} drive ${n}: ${name} done${note}; now at file ${p?.file} block ${p?.block} (lba ${p?.lba}${p?.eod ? ', end of data' : ''})`);
+      const where = `now at file ${p?.file} block ${p?.block} (lba ${p?.lba}${p?.eod ? ', end of data' : ''})`;
+      if (!r.ok) throw new CliError(`${lib} drive ${n}: ${name} stopped short: ${r.sense?.message ?? 'no reason given'} (residue ${r.residue}); ${where}`);
+      out(`${lib} drive ${n}: ${name} done; ${where}`);
     });
   };
+  const count = (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n)) throw new CliError(`the count must be a whole number (negative: backward), got ${JSON.stringify(value)}`);
+    return n;
+  };
   op('rewind', 'rewind to the beginning', [], () => undefined);
-  op('space', 'space over records or filemarks (negative: backward), or to eod', [['<kind>', 'records | filemarks | eod'], ['[count]', 'how many (default 1)']], (kind: string, count?: string) => ({
-    kind,
-    ...(count !== undefined ? { count: int(count) } : {}),
-  }));
+  op('space', 'space over records or filemarks (negative: backward), or to eod', [['<kind>', 'records | filemarks | eod'], ['[count]', 'how many (default 1)']], (kind: string, n?: string) => {
+    if (!['records', 'filemarks', 'eod'].includes(kind)) throw new CliError(`space over records, filemarks or eod, not ${JSON.stringify(kind)}`);
+    return { kind, ...(n !== undefined ? { count: count(n) } : {}) };
+  });
   op('locate', 'locate to a logical block address', [['<lba>', 'block address']], (lba: string) => ({ lba: int(lba) }));
-  op('weof', 'write filemarks (default 1)', [['[count]', 'how many']], (count?: string) => (count !== undefined ? { count: int(count) } : {}));
+  op('weof', 'write filemarks (default 1)', [['[count]', 'how many']], (n?: string) => (n !== undefined ? { count: count(n) } : {}));
 }
 
 function registerToken(program: Command): void {

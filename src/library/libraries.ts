@@ -573,7 +573,7 @@ export class Libraries {
   private mediumSpec(barcode: string, spec: CartridgeSpec): MediumSpec {
     const fromSuffix = suffixMedia(barcode);
     const mediaType = spec.mediaType ?? fromSuffix?.mediaType;
-    if (!mediaType) throw new LibraryError('INVALID', `cannot tell the media type of ${barcode} (no LTO suffix such as L7): give mediaType`);
+    if (!mediaType) throw new LibraryError('INVALID', `cannot tell the media type of ${barcode} (no LTO suffix such as L7): give the media type (--media, or mediaType in the API)`);
     if (fromSuffix && spec.mediaType && fromSuffix.mediaType !== spec.mediaType) {
       throw new LibraryError('INVALID', `barcode ${barcode} says ${fromSuffix.mediaType} but mediaType is ${spec.mediaType}`);
     }

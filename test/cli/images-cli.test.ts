@@ -71,7 +71,7 @@ test('raw with --block-size and --append; export one file with --file', async ()
   expect((await vtl(['import', join(work, 'b.img'), '--barcode', 'VT0003L7', '--format', 'raw'])).error).toMatch(/not blank/);
   expect((await vtl(['import', join(work, 'b.img'), '--barcode', 'VT0003L7', '--format', 'raw', '--append'])).error).toBeUndefined();
   const several = await vtl(['export', 'VT0003L7', '--format', 'raw', '-o', join(work, 'x.img')]);
-  expect(several.error).toMatch(/holds 2 tape files with data .* choose it with file=N/);
+  expect(several.error).toMatch(/holds 2 tape files with data .* choose it with --file N/);
   expect((await vtl(['export', 'VT0003L7', '--format', 'raw', '-o', join(work, 'b2.img'), '--file', '1'])).error).toBeUndefined();
   expect((await readFile(join(work, 'b2.img'))).equals(b)).toBe(true);
   // a refused export leaves no file behind

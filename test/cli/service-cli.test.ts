@@ -109,6 +109,27 @@ describe('vtl over the API', () => {
     expect((await vtl(['stats'], { url: 'http://127.0.0.1:9' })).error).toMatch(/cannot reach the vtl server at http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\): is `vtl serve` running\?/);
     expect((await vtl(['load', 'lib1', 'x', 'VT0001L7'])).error).toMatch(/expected a whole number/);
   });
+
+  test('positioning: negative counts go backward; stopping short fails with where the tape stands', async () => {
+    const file = join(work, 'small.bin');
+    await writeFile(file, backupLikeBytes(300_000, 9));
+    expect((await vtl(['load', 'lib1', '2', 'VT0006L7'])).out).toMatch(/loaded VT0006L7/);
+    for (let i = 0; i < 2; i++) expect((await vtl(['drive', 'write', 'lib1', '2', file])).out).toMatch(/wrote tape file/);
+    // backward over the last filemark: at the end of file 1 (5 records), before its filemark, as st does
+    expect((await vtl(['drive', 'space', 'lib1', '2', 'filemarks', '-1'])).out).toBe('lib1 drive 2: space done; now at file 1 block 5 (lba 11)\n');
+    const past = await vtl(['drive', 'space', 'lib1', '2', 'filemarks', '5']);
+    expect(past.error).toMatch(/^lib1 drive 2: space stopped short: .*\(residue 4\); now at file 2 block 0 \(lba \d+, end of data\)$/);
+    expect((await vtl(['drive', 'locate', 'lib1', '2', '999999'])).error).toMatch(/locate stopped short: .*end of data/);
+    expect((await vtl(['drive', 'space', 'lib1', '2', 'blocks', '1'])).error).toBe('space over records, filemarks or eod, not "blocks"');
+    expect((await vtl(['drive', 'space', 'lib1', '2', 'filemarks', '--x'])).error).toMatch(/the count must be a whole number/);
+    expect((await vtl(['unload', 'lib1', '2'])).out).toMatch(/unloaded VT0006L7/);
+  });
+
+  test('cartridges: --media for barcodes without a suffix; retention given as a date', async () => {
+    expect((await vtl(['cartridge', 'create', '--library', 'lib2', '--barcodes', 'PLAIN1', '--media', 'LTO-7'])).out).toBe('created 1 cartridge: PLAIN1 in lib2\n');
+    expect((await vtl(['cartridge', 'create', '--library', 'lib2', '--barcodes', 'PLAIN2'])).error).toMatch(/cannot tell the media type of PLAIN2 .*--media/);
+    expect((await vtl(['cartridge', 'retain', 'PLAIN1', '2030-01-01'])).out).toBe('PLAIN1: retention until 2030-01-01T00:00:00.000Z\n');
+  });
 });
 
 describe('vtl serve and vtl init as processes', () => {

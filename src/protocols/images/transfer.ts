@@ -192,7 +192,7 @@ async function rawFile(medium: Medium, file: number | undefined): Promise<{ star
   if (withData.length > 1) {
     throw new ImageRequestError(
       'NOT_REPRESENTABLE',
-      `cartridge ${medium.id} holds ${withData.length} tape files with data (${withData.map((f) => f.file).join(', ')}); a raw image holds one: choose it with file=N, or export the whole tape as aws or simh`,
+      `cartridge ${medium.id} holds ${withData.length} tape files with data (${withData.map((f) => f.file).join(', ')}); a raw image holds one: choose it with --file N (file=N in the API), or export the whole tape as aws or simh`,
     );
   }
   return withData.length === 1 ? { start: withData[0].file, one: true } : null;
