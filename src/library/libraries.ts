@@ -578,7 +578,8 @@ export class Libraries {
       throw new LibraryError('INVALID', `barcode ${barcode} says ${fromSuffix.mediaType} but mediaType is ${spec.mediaType}`);
     }
     if (fromSuffix && spec.worm !== undefined && fromSuffix.worm !== spec.worm) {
-      throw new LibraryError('INVALID', `barcode ${barcode} is ${fromSuffix.worm ? '' : 'not '}a WORM barcode but worm is ${spec.worm}`);
+      const kind = (worm: boolean) => `${worm ? 'a WORM' : 'a non-WORM'} ${fromSuffix.mediaType}`;
+      throw new LibraryError('INVALID', `barcode ${barcode} ends in ${barcode.slice(-2)}, ${kind(fromSuffix.worm)} suffix, but worm is ${spec.worm}: ${kind(spec.worm)} barcode ends in ${mediaSuffix(fromSuffix.mediaType, spec.worm)}`);
     }
     const out: MediumSpec = {
       mediaType,

@@ -208,13 +208,22 @@ export class TapeStore {
     }
   }
 
-  /** Removes a medium that is not loaded; its stream's chunks become garbage. */
+  /**
+   * Removes a medium that is not loaded; its stream's chunks become garbage. Refused while a
+   * retention date lies ahead, and for WORM data without one (a blank WORM medium may go).
+   */
   async delete(id: string, extra?: (b: SyncBatch) => void): Promise<void> {
     if (this.loaded.has(id)) throw new Error(`medium ${id} is loaded`);
     const cfg = await this.config(id);
-    if (cfg.worm && retentionHolds(cfg)) throw new Error(`medium ${id} is WORM and under retention: it cannot be deleted`);
-    if (retentionHolds(cfg)) throw new Error(`medium ${id} is under retention until ${cfg.retentionUntil}: it cannot be deleted before then`);
     const geo = await this.geos.get(id);
+    // A WORM medium without a date holds its data forever; one never written holds nothing.
+    const blank = !geo || geo.eodLba === 0;
+    if (cfg.worm && cfg.retentionUntil === null && !blank) {
+      throw new Error(`medium ${id} is WORM and holds data with no retention date: it is kept forever and cannot be deleted`);
+    }
+    if (cfg.retentionUntil !== null && retentionHolds(cfg)) {
+      throw new Error(`medium ${id} is under retention until ${cfg.retentionUntil}: it cannot be deleted before then`);
+    }
     const ops = (b: SyncBatch) => {
       b.del(id, { sublevel: this.media });
       b.del(id, { sublevel: this.geos });

@@ -206,7 +206,12 @@ describe('cartridges and the changer', () => {
     await libs.unload(lib.name, 0);
     expect((await libs.getCartridge('WM0001LX')).worm).toBe(true);
     await rejectsWith(libs.eraseCartridge('WM0001LX'), 'DATA_PROTECT', /WORM/);
-    await rejectsWith(libs.deleteCartridge('WM0001LX'), 'DATA_PROTECT', /WORM/);
+    await rejectsWith(libs.deleteCartridge('WM0001LX'), 'DATA_PROTECT', /WORM and holds data with no retention date/);
+    // a WORM cartridge never written holds nothing: one made by mistake can go
+    await libs.createCartridges({ library: lib.name, barcodes: ['WM0002LX'] });
+    await libs.deleteCartridge('WM0002LX');
+    await rejectsWith(libs.getCartridge('WM0002LX'), 'NOT_FOUND');
+    await rejectsWith(libs.createCartridges({ library: lib.name, barcodes: ['WM0003L7'], worm: true }), 'INVALID', /ends in L7, a non-WORM LTO-7 suffix, but worm is true: a WORM LTO-7 barcode ends in LX/);
     await libs.updateCartridge('WM0001LX', { retentionUntil: past });
     expect((await libs.getCartridge('WM0001LX')).state).toBe('expired');
     const erased = await libs.eraseCartridge('WM0001LX');
