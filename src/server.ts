@@ -123,6 +123,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
   let rmt: RmtServer | undefined;
   let replicator: Replicator | undefined;
   let dr: DisasterRecovery | undefined;
+  let app: FastifyInstance | undefined;
   try {
     // Media read their streams through the router: local ones, and replicas of other stores.
     const router = new StreamRouter(store.streams);
@@ -146,7 +147,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
 
     // ---- api ----------------------------------------------------------------------------------
     const rmtServer = rmt;
-    const app = await buildApp({
+    app = await buildApp({
       libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger,
       rmt: () => rmtAddress,
       traffic: () => ({ rmt: rmtServer.bytes() }),
@@ -158,6 +159,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
     const libs = libraries;
     const repl = { replicator, dr };
+    const api = app;
     let closing: Promise<void> | undefined;
     return {
       config,
@@ -167,14 +169,16 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
       initialized,
       demoCreated,
       recoveredImports,
-      app,
+      app: api,
       libraries: libs,
       store,
       replicator,
       dr,
-      close: (opts = {}) => (closing ??= shutdown(app, rmt, libs, store, repl, opts.graceMs ?? 10_000)),
+      close: (opts = {}) => (closing ??= shutdown(api, rmt, libs, store, repl, opts.graceMs ?? 10_000)),
     };
   } catch (err) {
+    // The app first: its timers (the capacity history) must not run against a closing store.
+    await app?.close().catch(() => undefined);
     await rmt?.close().catch(() => undefined);
     await replicator?.close().catch(() => undefined);
     await libraries?.close().catch(() => undefined);

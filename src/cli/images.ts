@@ -59,7 +59,7 @@ async function importCommand(file: string, o: Obj): Promise<void> {
   }
   if (o.json) return json(sum);
   out(
-    `imported ${file} into ${sum.medium}: ${sum.records} records, ${sum.tapemarks} tapemarks, ${bytes(sum.logicalBytes)} of data ` +
+    `imported ${file} into ${sum.medium}: ${plural(sum.records, 'record')}, ${plural(sum.tapemarks, 'tapemark')}, ${bytes(sum.logicalBytes)} of data ` +
       `(${sum.format} image of ${bytes(sum.bytes)}; blocks ${sum.startLba}..${sum.endLba})`,
   );
   if (sum.badRecords > 0) process.stderr.write(`vtl: warning: ${sum.badRecords} records were flagged bad in the image (first at byte ${sum.badRecordOffsets[0]})\n`);
@@ -100,4 +100,8 @@ async function fileSize(file: string): Promise<number> {
   });
   if (!st.isFile()) throw new CliError(`${file} is not a regular file (use - to read an image from stdin)`);
   return st.size;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }

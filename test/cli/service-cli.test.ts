@@ -180,6 +180,17 @@ describe('vtl serve and vtl init as processes', () => {
     expect(await new Promise((r) => second.child.once('exit', r))).toBe(0);
   }, 60_000);
 
+  test('a port in use: serve says so and exits 1, with nothing else failing on the way out', async () => {
+    const busy = new URL(t.url).port;
+    const child = cli(['serve', '--data', join(work, 'busy'), '--port', busy, '--rmt-port', '0']);
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    expect(await new Promise((r) => child.once('exit', r))).toBe(1);
+    expect(err).toMatch(/EADDRINUSE/);
+    expect(err).not.toMatch(/capacity history sample failed|Database is not open/);
+  }, 30_000);
+
   test('vtl init writes a private admin token; a client without a server fails with exit code 1', async () => {
     const data = join(work, 'inited');
     const init = cli(['init', '--data', data]);
