@@ -215,8 +215,7 @@ export class Libraries {
       let slots: ElementRef[] = [];
       if (spec.library !== undefined) {
         const lib = await this.getLibrary(spec.library);
-        const elems = await this.elements(lib.name);
-        slots = elems.filter((e) => e.type === 'slot' && e.barcode === null);
+        slots = await this.freeSlots(lib.name);
         if (slots.length < barcodes.length) {
           throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has ${slots.length} free slots for ${barcodes.length} cartridges`);
         }
@@ -371,7 +370,7 @@ export class Libraries {
       const code = await this.elems.get(elemKey(lib.name, d.address));
       if (!code) throw new LibraryError('SOURCE_EMPTY', `drive ${drive} of ${lib.name} is empty`);
       const rec = await this.cartridge(code);
-      const home = rec.home !== null && !(await this.elems.get(elemKey(lib.name, rec.home))) ? elementAt(lib, rec.home) : await this.freeElement(lib, 'slot');
+      const home = rec.home !== null && !(await this.elems.get(elemKey(lib.name, rec.home))) ? elementAt(lib, rec.home) : await this.slotForUnload(lib);
       await this.moveIn(lib, d, home);
     });
   }
@@ -510,8 +509,30 @@ export class Libraries {
     return { kind: e.type, library: rec.library, address: e.address, index: e.index };
   }
 
+  /**
+   * Empty storage slots, in address order, without the home slots of cartridges in drives: each
+   * goes back to its own slot at unload, which new or imported cartridges must not take.
+   */
+  private async freeSlots(name: string): Promise<ElementStatus[]> {
+    const elems = await this.elements(name);
+    const homes = new Set<number>();
+    for (const e of elems) {
+      if (e.type !== 'drive' || e.barcode === null) continue;
+      const home = (await this.carts.get(e.barcode))?.home;
+      if (home !== null && home !== undefined) homes.add(home);
+    }
+    return elems.filter((e) => e.type === 'slot' && e.barcode === null && !homes.has(e.address));
+  }
+
+  /** A cartridge whose home was taken (by a move) goes to a free slot, to another's home only as a last resort. */
+  private async slotForUnload(lib: LibraryRecord): Promise<ElementRef> {
+    const free = (await this.freeSlots(lib.name))[0] ?? (await this.elements(lib.name)).find((e) => e.type === 'slot' && e.barcode === null);
+    if (!free) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free storage slot`);
+    return free;
+  }
+
   private async freeElement(lib: LibraryRecord, type: 'slot' | 'mailslot'): Promise<ElementRef> {
-    const free = (await this.elements(lib.name)).find((e) => e.type === type && e.barcode === null);
+    const free = type === 'slot' ? (await this.freeSlots(lib.name))[0] : (await this.elements(lib.name)).find((e) => e.type === type && e.barcode === null);
     if (!free) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free ${type === 'slot' ? 'storage slot' : 'mail slot'}`);
     return free;
   }

@@ -172,6 +172,17 @@ describe('cartridges and the changer', () => {
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'LD0001L7')).toMatchObject({ type: 'slot', address: 1025 });
   });
 
+  test('the home slot of a loaded cartridge is kept for it: new cartridges go elsewhere, unload goes home', async () => {
+    const lib = await libs.createLibrary({ name: name(), drives: 1, slots: 3, mailslots: 0 });
+    await libs.createCartridges({ library: lib.name, barcodes: ['HM0001L7'] });
+    await libs.load(lib.name, 0, 'HM0001L7'); // its home is slot 0 (1025), empty now
+    await rejectsWith(libs.createCartridges({ library: lib.name, barcodes: ['HM0002L7', 'HM0003L7', 'HM0004L7'] }), 'NO_FREE_ELEMENT', /2 free slots for 3 cartridges/);
+    const made = await libs.createCartridges({ library: lib.name, barcodes: ['HM0002L7', 'HM0003L7'] });
+    expect(made.map((c) => c.location)).toMatchObject([{ kind: 'slot', address: 1026 }, { kind: 'slot', address: 1027 }]);
+    await libs.unload(lib.name, 0);
+    expect((await libs.elements(lib.name)).find((e) => e.barcode === 'HM0001L7')).toMatchObject({ type: 'slot', address: 1025 });
+  });
+
   test('export to a mail slot, out to the vault, back in and import', async () => {
     const lib = await libs.createLibrary({ name: name(), drives: 1, slots: 2, mailslots: 1 });
     await libs.createCartridges({ library: lib.name, barcodes: ['EX0001L7', 'EX0002L7'] });
