@@ -72,6 +72,7 @@ export interface TargetSummary {
   replicated: number;
   pending: number;
   failed: number;
+  /** The largest lag now, in seconds: 0 when the target holds every cartridge up to date; null with none. */
   maxLagSeconds: number | null;
   bytesShipped: number;
   queued: number;
@@ -278,9 +279,10 @@ export class Replicator {
         const lag = lagOf(info, s);
         sum.cartridges++;
         sum.bytesShipped += s.bytesShipped;
+        // The lag now: a cartridge the target holds up to date adds 0, not how long that took.
+        sum.maxLagSeconds = Math.max(sum.maxLagSeconds ?? 0, lag.state === 'replicated' ? 0 : (lag.lagSeconds ?? 0));
         if (lag.state === 'replicated') sum.replicated++;
         else sum.pending++;
-        if (lag.lagSeconds !== null) sum.maxLagSeconds = Math.max(sum.maxLagSeconds ?? 0, lag.lagSeconds);
       }
       out.push(sum);
     }
