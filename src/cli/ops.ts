@@ -82,7 +82,8 @@ function registerJobs(program: Command): void {
       let j = await c.post<Obj>(`/api/v1/jobs/${enc(id)}/cancel`);
       if (o.wait) j = await waitForJob(c, id);
       if (o.json) return json(j);
-      out(jobLine(j));
+      // Without --wait the job is usually still running: it stops at its next check.
+      out(j.state === 'running' ? `${jobLine(j)}; cancel requested (--wait to wait until it has stopped)` : jobLine(j));
     });
 }
 
