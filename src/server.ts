@@ -16,6 +16,8 @@ import { buildApp, type ApiDeps } from './api/app.js';
 import { TokenStore, ensureAdminToken } from './api/auth.js';
 import { Libraries } from './library/index.js';
 import { RmtServer } from './protocols/rmt/server.js';
+import type { RmtChange } from './protocols/rmt/index.js';
+import { AuditLog } from './jobs/index.js';
 import { ImportJournal, type Recovered } from './protocols/images/index.js';
 import { imageRoutes } from './protocols/images/routes.js';
 import { initDataStore, openDataStore, type DataStore } from './stream/store.js';
@@ -141,14 +143,16 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     await replicator.open();
 
     // ---- protocols --------------------------------------------------------------------------
-    rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort });
+    // One audit log for the API and rmt: appends are serialized per instance.
+    const audit = new AuditLog(store.db);
+    rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, onChange: (c) => auditRmt(audit, c) });
     const listening = await rmt.listen();
     const rmtAddress = `${listening.host}:${listening.port}`;
 
     // ---- api ----------------------------------------------------------------------------------
     const rmtServer = rmt;
     app = await buildApp({
-      libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger,
+      libraries, store, streams: router, replication: { replicator, dr }, tokens, version, logger: config.logger, audit,
       rmt: () => rmtAddress,
       traffic: () => ({ rmt: rmtServer.bytes() }),
       routes: [imageRoutes(journal), rmtMetrics(rmtServer), ...(flags.routes ?? [])],
@@ -174,7 +178,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
       store,
       replicator,
       dr,
-      close: (opts = {}) => (closing ??= shutdown(api, rmt, libs, store, repl, opts.graceMs ?? 10_000)),
+      close: (opts = {}) => (closing ??= shutdown(api, rmt, audit, libs, store, repl, opts.graceMs ?? 10_000)),
     };
   } catch (err) {
     // The app first: its timers (the capacity history) must not run against a closing store.
@@ -189,7 +193,17 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
 }
 
 /** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
-async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, libraries: Libraries, store: DataStore, repl: { replicator: Replicator; dr: DisasterRecovery }, graceMs: number): Promise<void> {
+/**
+ * rmt has no tokens: its entries name the client's address as the actor. A failed append is
+ * reported, not thrown: the tape data is already durable, and the client has its answer.
+ */
+function auditRmt(audit: AuditLog, c: RmtChange): void {
+  audit
+    .append({ actor: `rmt ${c.peer}`, tokenId: null, role: null, action: c.action, target: c.barcode, status: 0, result: c.ok ? 'ok' : 'error', detail: c.detail })
+    .catch((err: Error) => console.error(`vtl: audit log append failed (${c.action} ${c.barcode}): ${err.message}`));
+}
+
+async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, audit: AuditLog, libraries: Libraries, store: DataStore, repl: { replicator: Replicator; dr: DisasterRecovery }, graceMs: number): Promise<void> {
   const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
   try {
     await app.close();
@@ -197,6 +211,7 @@ async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, librar
     clearTimeout(timer);
   }
   await rmt?.close();
+  await audit.settled(); // the entries of the rmt sessions just closed
   await repl.replicator.close(); // a running job stays queued for the next start
   await libraries.close(); // unloads every medium: sync points
   await repl.dr.close();

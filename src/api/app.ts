@@ -8,6 +8,7 @@ import type { Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
 import type { StreamRouter } from '../stream/router.js';
 import type { DisasterRecovery, Replicator } from '../replication/index.js';
+import type { AuditLog } from '../jobs/index.js';
 import { replicationRoutes } from './routes/replication.js';
 import { roleAllows, type Access, type TokenRecord, type TokenStore } from './auth.js';
 import { ApiError, toErrorBody } from './errors.js';
@@ -34,6 +35,11 @@ export interface ApiDeps {
   logger?: boolean;
   /** Jobs, restore tests and the audit log; opened over `store.db` when not given. */
   ops?: Ops;
+  /**
+   * The audit log, when the composition root shares it with a protocol (rmt's changes): one
+   * instance per store, since appends are serialized per instance. Opened with `ops` if absent.
+   */
+  audit?: AuditLog;
   /** Local streams and attached replicas (verify and usage read through it); store.streams when absent. */
   streams?: StreamRouter;
   /** Replication to object tiers and DR replicas of other stores; no routes when absent. */

@@ -82,6 +82,11 @@ export class AuditLog {
     return run;
   }
 
+  /** Resolves once every append asked for so far has finished (before the store closes). */
+  async settled(): Promise<void> {
+    await this.queue;
+  }
+
   /** Entries oldest first, filtered; `total` counts all matches. */
   async list(f: AuditFilter = {}): Promise<{ items: AuditEntry[]; total: number }> {
     const offset = f.offset ?? 0;

@@ -33,10 +33,10 @@ const VERIFY_EVERY_MS = Number(process.env.VTL_VERIFY_EVERY_MS ?? 86_400_000);
 const CAPACITY_EVERY_MS = Number(process.env.VTL_CAPACITY_EVERY_MS ?? 300_000);
 
 /** The operations objects over the service's LevelDB; runs cut off by the last stop become `interrupted`. */
-export async function openOps(ctx: Pick<ApiContext, 'store' | 'libraries' | 'streams' | 'replication'>): Promise<Ops> {
+export async function openOps(ctx: Pick<ApiContext, 'store' | 'libraries' | 'streams' | 'replication' | 'audit'>): Promise<Ops> {
   const jobs = new Jobs(ctx.store.db);
   await jobs.recover();
-  const audit = new AuditLog(ctx.store.db);
+  const audit = ctx.audit ?? new AuditLog(ctx.store.db);
   const env = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]));
   const alerts = new Alerts(ctx.store.db, audit, { retryMs: env('VTL_ALERT_RETRY_MS'), attempts: env('VTL_ALERT_ATTEMPTS'), capacityThreshold: env('VTL_CAPACITY_ALERT') });
   jobs.onEnd((rec) => alerts.jobEnded(rec));

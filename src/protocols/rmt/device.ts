@@ -116,6 +116,8 @@ export class TapeDevice {
   private journal: ReadEntry[] = [];
   /** Bytes of the record being stored behind the client's back. */
   private pendingBytes = 0;
+  /** What this session changed on the cartridge (the audit log's entry at close). */
+  readonly changes = { records: 0, bytes: 0, filemarks: 0, erased: false };
 
   private constructor(
     readonly name: DeviceName,
@@ -142,6 +144,11 @@ export class TapeDevice {
     if (!medium.isLoaded && !flags.nonblock) await refuse(new RmtError('ENOMEDIUM', `the cartridge in drive ${name.drive} of ${name.library} is offline (load it, or open with O_NONBLOCK and send MTLOAD)`));
     if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new RmtError('EROFS', 'the cartridge is write protected'));
     return new TapeDevice(name, flags, drive, medium);
+  }
+
+  /** The cartridge in the drive (loaded or taken offline). */
+  get barcode(): string {
+    return this.medium.id;
   }
 
   get writable(): boolean {
@@ -173,6 +180,7 @@ export class TapeDevice {
       // Streaming: the previous write succeeded at EOD and this one cannot reach the early
       // warning zone, so it can only fail on an internal error, reported by the next command.
       this.pendingBytes = data.length;
+      this.counted(data.length);
       this.pendingWrite = stored.then(
         (r) => {
           this.residue = r.residue;
@@ -188,7 +196,13 @@ export class TapeDevice {
     this.residue = r.residue;
     if (!r.ok && r.transferred === 0) throw errnoOf(r);
     this.writing = true;
+    this.counted(r.transferred);
     return r.transferred;
+  }
+
+  private counted(bytes: number): void {
+    this.changes.records++;
+    this.changes.bytes += bytes;
   }
 
   private farFromEnd(): boolean {
@@ -373,7 +387,9 @@ export class TapeDevice {
       case 'weof':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
         if (count < 0) throw new RmtError('EINVAL', 'negative filemark count');
-        return this.check(await m.writeFilemarks(count), count);
+        this.check(await m.writeFilemarks(count));
+        this.changes.filemarks += count;
+        return count;
       case 'nop':
         if (this.writable && m.isLoaded) return this.check(await m.writeFilemarks(0));
         return 0;
@@ -389,7 +405,9 @@ export class TapeDevice {
         return this.check(await m.load());
       case 'erase':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
-        return this.check(await m.erase());
+        this.check(await m.erase());
+        this.changes.erased = true;
+        return 0;
       case 'setblk':
         return this.check(await this.drive.setBlockSize(count));
       case 'seek':
@@ -467,6 +485,7 @@ export class TapeDevice {
       if (this.writing && this.medium.isLoaded) {
         const r = await this.medium.writeFilemarks(this.name.closeFilemarks);
         if (!r.ok) throw errnoOf(r);
+        this.changes.filemarks += this.name.closeFilemarks;
       }
     } finally {
       this.writing = false;

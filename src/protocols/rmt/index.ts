@@ -11,6 +11,8 @@
  * - Filemarks and closes are sync points: the reply comes only after the data is durable. A
  *   client that disconnects is closed as if it had sent C; a partial record is never written.
  * - One session per drive: a second open gets EBUSY.
+ * - What a device session wrote or erased is reported when it closes (`onChange`: the audit
+ *   log), with the client's address.
  * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
  *   length is checked (records at most 2 MiB) before anything is allocated or read.
  * - `vtl rmt` (bridge.ts) pipelines for its client, through a vtl extension of the protocol that
@@ -27,3 +29,4 @@ export { parseDevice, parseOpenFlags, tapeOp, RmtError, ERRNO } from './names.js
 export type { DeviceName, Dialect, TapeOp } from './names.js';
 export { MAX_TRANSFER, MTGET_SIZE, GMT, WRITE_WINDOW } from './device.js';
 export { BRIDGE_EXTENSION } from './session.js';
+export type { RmtChange } from './session.js';

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './names.js';
-import { RmtSession } from './session.js';
+import { RmtSession, type RmtChange } from './session.js';
 
 export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
@@ -21,6 +21,8 @@ export interface RmtServerOptions {
   trace?: (line: string) => void;
   /** On close, how long a client that does not read its replies may hold up its session. */
   closeGraceMs?: number;
+  /** Receives what each session wrote or erased, when it closes its device (the audit log). */
+  onChange?: (change: RmtChange) => void;
 }
 
 export class RmtServer {
@@ -112,7 +114,7 @@ export class RmtServer {
       this.sockets.delete(socket);
       this.ended = { in: this.ended.in + socket.bytesRead, out: this.ended.out + socket.bytesWritten };
     });
-    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName });
+    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName, onChange: this.opts.onChange });
     this.sessions.add(session);
     void session.done.finally(() => {
       this.sessions.delete(session);

@@ -43,9 +43,25 @@ class Fatal extends Error {
   }
 }
 
+/** A change a session made to a cartridge, reported when it closes the device (audit log). */
+export interface RmtChange {
+  /** `rmt write` (records and filemarks) or `rmt erase`. */
+  action: 'rmt write' | 'rmt erase';
+  barcode: string;
+  /** The device name the client opened, e.g. /lib1/nst0. */
+  device: string;
+  /** The client's address (host:port), or `local` for the local socket. */
+  peer: string;
+  /** What was written, and the close's error when it failed. */
+  detail: string;
+  ok: boolean;
+}
+
 export interface SessionOptions {
   libraries: Libraries;
   trace?: (line: string) => void;
+  /** Receives what each device session changed, at its close. */
+  onChange?: (change: RmtChange) => void;
   /** The abstract name of the server's local socket, told to clients that speak version 2. */
   localName?: string;
 }
@@ -53,6 +69,10 @@ export interface SessionOptions {
 export class RmtSession {
   private readonly input: Input;
   private device: TapeDevice | undefined;
+  /** The device name the open device was opened by. */
+  private deviceName = '';
+  /** The client's address, taken while the socket is open (it is gone once it closes). */
+  private readonly peer: string;
   private stopping = false;
   /** The client said hello: the bridge extension's commands are accepted. */
   private bridged = false;
@@ -70,6 +90,7 @@ export class RmtSession {
   ) {
     // Records are lent views of the pooled segments the socket reads into (a record that spans
     // two is joined in a pooled buffer), given back once stored.
+    this.peer = peerOf(socket);
     this.input = new Input(socket, MAX_TRANSFER + 256 * 1024, takeBuffer, true);
     socket.on('error', () => this.input.stop());
     this.done = this.run();
@@ -229,6 +250,7 @@ export class RmtSession {
     const flags = parseOpenFlags(flagsLine);
     if (!flags) throw new RmtError('EINVAL', `bad open flags ${JSON.stringify(flagsLine)}`);
     this.device = await TapeDevice.open(this.opts.libraries, dev, flags);
+    this.deviceName = name;
     await this.reply('A0\n');
     return true;
   }
@@ -319,7 +341,27 @@ export class RmtSession {
   private async closeDevice(): Promise<void> {
     const dev = this.device;
     this.device = undefined;
-    if (dev) await dev.close();
+    if (!dev) return;
+    try {
+      await dev.close();
+    } catch (err) {
+      this.report(dev, err as Error);
+      throw err;
+    }
+    this.report(dev);
+  }
+
+  /** Tells `onChange` what the device session wrote or erased (nothing when it changed nothing). */
+  private report(dev: TapeDevice, failure?: Error): void {
+    const onChange = this.opts.onChange;
+    const c = dev.changes;
+    if (!onChange) return;
+    const base = { barcode: dev.barcode, device: this.deviceName, peer: this.peer, ok: failure === undefined };
+    const failed = failure ? `; close failed: ${failure.message}` : '';
+    if (c.erased) onChange({ ...base, action: 'rmt erase', detail: `${this.deviceName}: erased from the position on${c.records + c.filemarks > 0 ? '' : failed}` });
+    if (c.records > 0 || c.filemarks > 0) {
+      onChange({ ...base, action: 'rmt write', detail: `${this.deviceName}: ${count(c.records, 'record')} (${c.bytes} bytes), ${count(c.filemarks, 'filemark')}${failed}` });
+    }
   }
 
   private trace(line: string): void {
@@ -359,6 +401,15 @@ export class RmtSession {
       this.socket.on('close', done);
     });
   }
+}
+
+function peerOf(socket: Socket): string {
+  if (socket.remoteAddress === undefined) return 'local';
+  return socket.remoteFamily === 'IPv6' ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
+}
+
+function count(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function unknown(letter: string): Fatal {

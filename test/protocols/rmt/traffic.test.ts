@@ -1,6 +1,6 @@
 /**
- * The rmt server's bytes reach /metrics and the capacity history's throughput (a real vtl
- * server, a raw rmt client).
+ * The rmt server's bytes reach /metrics and the capacity history's throughput, and what its
+ * sessions write or erase reaches the audit log (a real vtl server, a raw rmt client).
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { call, startTestServer, type TestServer } from '../../api/helpers.js';
@@ -38,4 +38,30 @@ test('rmt bytes in and out are counted in /metrics and in the history', async ()
     total = h.points.reduce((n: number, p: { traffic: Record<string, { in: number }> }) => n + (p.traffic.rmt?.in ?? 0), 0);
   }
   expect(total).toBeGreaterThanOrEqual(16 * 65536);
+});
+
+test('what an rmt session writes or erases is in the audit log, with the client as actor; reads are not', async () => {
+  expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/1/load', { barcode: 'VT0002L7' })).status).toBe(200);
+  const port = Number(t.server.rmtAddress.split(':').pop());
+  const c = await RawClient.connect(port);
+  expect((await c.open('/lib1/nst1')).ok).toBe(true);
+  for (let i = 0; i < 3; i++) expect((await c.write(Buffer.alloc(10_000, i))).ok).toBe(true);
+  expect((await c.close()).ok).toBe(true); // one filemark on close
+  expect((await c.open('/lib1/st1', '0 O_RDONLY')).ok).toBe(true); // rewinding, read only
+  expect((await c.read(65536)).ok).toBe(true);
+  expect((await c.close()).ok).toBe(true);
+  expect((await c.open('/lib1/nst1')).ok).toBe(true);
+  expect((await c.ioctl(13, 1)).ok).toBe(true); // MTERASE from BOT
+  expect((await c.close()).ok).toBe(true);
+  c.destroy();
+  let items: Array<{ actor: string; action: string; target: string; result: string; detail: string }> = [];
+  for (let i = 0; i < 50 && items.length < 2; i++) {
+    items = (await call(t, 'GET', '/api/v1/audit?action=rmt')).body.items.filter((e: { target: string }) => e.target === 'VT0002L7');
+    if (items.length < 2) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(items).toHaveLength(2);
+  expect(items[0]).toMatchObject({ action: 'rmt write', target: 'VT0002L7', result: 'ok', detail: '/lib1/nst1: 3 records (30000 bytes), 1 filemark' });
+  expect(items[0].actor).toMatch(/^rmt 127\.0\.0\.1:\d+$/);
+  expect(items[1]).toMatchObject({ action: 'rmt erase', target: 'VT0002L7', result: 'ok', detail: '/lib1/nst1: erased from the position on' });
+  expect((await call(t, 'GET', '/api/v1/audit/verify')).body.intact).toBe(true);
 });
