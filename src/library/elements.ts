@@ -61,7 +61,9 @@ export function elementAt(g: Geometry, address: number): ElementRef {
   if (within(m.drive, g.drives)) return { type: 'drive', address, index: address - m.drive, mtx: address - m.drive };
   if (within(m.slot, g.slots)) return { type: 'slot', address, index: address - m.slot, mtx: address - m.slot + 1 };
   if (within(m.mailslot, g.mailslots)) return { type: 'mailslot', address, index: address - m.mailslot, mtx: g.slots + address - m.mailslot + 1 };
-  throw new LibraryError('INVALID_ELEMENT', `no element at address ${address} in this library`);
+  const range = (what: string, base: number, n: number) => (n === 0 ? [] : [`${what} ${n === 1 ? base : `${base}..${base + n - 1}`}`]);
+  const ranges = [...range('drives', m.drive, g.drives), ...range('storage slots', m.slot, g.slots), ...range('mail slots', m.mailslot, g.mailslots)];
+  throw new LibraryError('INVALID_ELEMENT', `no element at address ${address} in this library (element addresses: ${ranges.join(', ')})`);
 }
 
 /** The element of a type and 0-based index. */

@@ -134,6 +134,7 @@ describe('cartridges and the changer', () => {
       const err = await rejectsWith(libs.move(lib.name, from, to), code);
       if (code === 'DESTINATION_FULL') expect(err.sense).toEqual({ key: 'ILLEGAL REQUEST', asc: 0x3b, ascq: 0x0d });
     }
+    await rejectsWith(libs.move(lib.name, 1025, 9999), 'INVALID_ELEMENT', /^no element at address 9999 in this library \(element addresses: drives 257, storage slots 1025\.\.1027, mail slots \d+\)$/);
     await libs.move(lib.name, 1025, 257); // into the drive
     const drive = await libs.drive(lib.name, 0);
     const m = await drive.open();
