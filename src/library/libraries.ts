@@ -370,7 +370,7 @@ export class Libraries {
       const code = await this.elems.get(elemKey(lib.name, d.address));
       if (!code) throw new LibraryError('SOURCE_EMPTY', `drive ${drive} of ${lib.name} is empty`);
       const rec = await this.cartridge(code);
-      const home = rec.home !== null && !(await this.elems.get(elemKey(lib.name, rec.home))) ? elementAt(lib, rec.home) : await this.slotForUnload(lib);
+      const home = rec.home !== null && !(await this.elems.get(elemKey(lib.name, rec.home))) ? elementAt(lib, rec.home) : await this.freeElement(lib, 'slot');
       await this.moveIn(lib, d, home);
     });
   }
@@ -510,8 +510,9 @@ export class Libraries {
   }
 
   /**
-   * Empty storage slots, in address order, without the home slots of cartridges in drives: each
-   * goes back to its own slot at unload, which new or imported cartridges must not take.
+   * Empty storage slots in the order new, imported and homeless cartridges take them: first
+   * those that are nobody's home, then the home slots of cartridges in drives (each goes back
+   * to its own slot at unload, so those are taken only when the library is otherwise full).
    */
   private async freeSlots(name: string): Promise<ElementStatus[]> {
     const elems = await this.elements(name);
@@ -521,14 +522,8 @@ export class Libraries {
       const home = (await this.carts.get(e.barcode))?.home;
       if (home !== null && home !== undefined) homes.add(home);
     }
-    return elems.filter((e) => e.type === 'slot' && e.barcode === null && !homes.has(e.address));
-  }
-
-  /** A cartridge whose home was taken (by a move) goes to a free slot, to another's home only as a last resort. */
-  private async slotForUnload(lib: LibraryRecord): Promise<ElementRef> {
-    const free = (await this.freeSlots(lib.name))[0] ?? (await this.elements(lib.name)).find((e) => e.type === 'slot' && e.barcode === null);
-    if (!free) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free storage slot`);
-    return free;
+    const empty = elems.filter((e) => e.type === 'slot' && e.barcode === null);
+    return [...empty.filter((e) => !homes.has(e.address)), ...empty.filter((e) => homes.has(e.address))];
   }
 
   private async freeElement(lib: LibraryRecord, type: 'slot' | 'mailslot'): Promise<ElementRef> {

@@ -173,15 +173,20 @@ describe('cartridges and the changer', () => {
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'LD0001L7')).toMatchObject({ type: 'slot', address: 1025 });
   });
 
-  test('the home slot of a loaded cartridge is kept for it: new cartridges go elsewhere, unload goes home', async () => {
-    const lib = await libs.createLibrary({ name: name(), drives: 1, slots: 3, mailslots: 0 });
-    await libs.createCartridges({ library: lib.name, barcodes: ['HM0001L7'] });
+  test('the home slot of a loaded cartridge is taken last: new cartridges go elsewhere, unload goes home', async () => {
+    const lib = await libs.createLibrary({ name: name(), drives: 2, slots: 4, mailslots: 0 });
+    await libs.createCartridges({ library: lib.name, barcodes: ['HM0001L7', 'HM0002L7'] });
     await libs.load(lib.name, 0, 'HM0001L7'); // its home is slot 0 (1025), empty now
-    await rejectsWith(libs.createCartridges({ library: lib.name, barcodes: ['HM0002L7', 'HM0003L7', 'HM0004L7'] }), 'NO_FREE_ELEMENT', /2 free slots for 3 cartridges/);
-    const made = await libs.createCartridges({ library: lib.name, barcodes: ['HM0002L7', 'HM0003L7'] });
-    expect(made.map((c) => c.location)).toMatchObject([{ kind: 'slot', address: 1026 }, { kind: 'slot', address: 1027 }]);
+    const made = await libs.createCartridges({ library: lib.name, barcodes: ['HM0003L7', 'HM0004L7'] });
+    expect(made.map((c) => c.location)).toMatchObject([{ kind: 'slot', address: 1027 }, { kind: 'slot', address: 1028 }]);
     await libs.unload(lib.name, 0);
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'HM0001L7')).toMatchObject({ type: 'slot', address: 1025 });
+    // a library full but for a home slot: that slot is used, and its cartridge unloads to another
+    await libs.load(lib.name, 0, 'HM0001L7');
+    await libs.load(lib.name, 1, 'HM0002L7');
+    expect((await libs.createCartridges({ library: lib.name, barcodes: ['HM0005L7'] }))[0].location).toMatchObject({ kind: 'slot', address: 1025 });
+    await libs.unload(lib.name, 0);
+    expect((await libs.elements(lib.name)).find((e) => e.barcode === 'HM0001L7')).toMatchObject({ type: 'slot', address: 1026 });
   });
 
   test('export to a mail slot, out to the vault, back in and import', async () => {
