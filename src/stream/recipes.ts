@@ -75,11 +75,6 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     this.counter = db.sublevel<string, number>('streamcounter', { valueEncoding: 'json' });
   }
 
-  /** Streams open for writing. */
-  get openWriters(): number {
-    return this.writers.size;
-  }
-
   /**
    * Writers holding bytes past their last sync point: the chunk references of those bytes
    * live only in the writers' memory. A writer left open at a sync point (a drive that wrote a
