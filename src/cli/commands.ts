@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApiClient, CliError } from './client.js';
-import { bytes, ratio, table, where } from './format.js';
+import { bytes, plural, ratio, table, where } from './format.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
@@ -192,7 +192,7 @@ function registerCartridge(program: Command): void {
       if (o.worm) body.worm = true;
       const { items } = await client(o).post<{ items: Obj[] }>('/api/v1/cartridges', body);
       if (o.json) return json(items);
-      out(`created ${items.length} cartridge${items.length === 1 ? '' : 's'}: ${items[0].barcode}${items.length > 1 ? `..${items[items.length - 1].barcode}` : ''} in ${o.library}`);
+      out(`created ${plural(items.length, 'cartridge')}: ${items[0].barcode}${items.length > 1 ? `..${items[items.length - 1].barcode}` : ''} in ${o.library}`);
     });
   api(cart.command('show').description('one cartridge: location, state, bytes, dedup ratio, tape files').argument('<barcode>'))
     .option('--json', 'print JSON')

@@ -34,3 +34,8 @@ export function where(l: LocationLike): string {
   if (l.kind === 'vault') return 'vault';
   return `${l.library} ${l.kind} ${l.index} (@${l.address})`;
 }
+
+/** `1 record`, `2 records`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}

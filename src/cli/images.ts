@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { Option, type Command } from 'commander';
 import { CliError } from './client.js';
 import { api, client, counter, int, json, out, progress } from './commands.js';
-import { bytes } from './format.js';
+import { bytes, plural } from './format.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = Record<string, any>;
@@ -100,8 +100,4 @@ async function fileSize(file: string): Promise<number> {
   });
   if (!st.isFile()) throw new CliError(`${file} is not a regular file (use - to read an image from stdin)`);
   return st.size;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }

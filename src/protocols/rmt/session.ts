@@ -48,11 +48,9 @@ export interface RmtChange {
   /** `rmt write` (records and filemarks) or `rmt erase`. */
   action: 'rmt write' | 'rmt erase';
   barcode: string;
-  /** The device name the client opened, e.g. /lib1/nst0. */
-  device: string;
   /** The client's address (host:port), or `local` for the local socket. */
   peer: string;
-  /** What was written, and the close's error when it failed. */
+  /** The device name the client opened and what was done, and the close's error when it failed. */
   detail: string;
   ok: boolean;
 }
@@ -356,12 +354,16 @@ export class RmtSession {
     const onChange = this.opts.onChange;
     const c = dev.changes;
     if (!onChange) return;
-    const base = { barcode: dev.barcode, device: this.deviceName, peer: this.peer, ok: failure === undefined };
-    const failed = failure ? `; close failed: ${failure.message}` : '';
-    if (c.erased) onChange({ ...base, action: 'rmt erase', detail: `${this.deviceName}: erased from the position on${c.records + c.filemarks > 0 ? '' : failed}` });
+    const base = { barcode: dev.barcode, peer: this.peer, ok: true };
+    const done: RmtChange[] = [];
+    if (c.erased) done.push({ ...base, action: 'rmt erase', detail: `${this.deviceName}: erased from the position on` });
     if (c.records > 0 || c.filemarks > 0) {
-      onChange({ ...base, action: 'rmt write', detail: `${this.deviceName}: ${count(c.records, 'record')} (${c.bytes} bytes), ${count(c.filemarks, 'filemark')}${failed}` });
+      done.push({ ...base, action: 'rmt write', detail: `${this.deviceName}: ${count(c.records, 'record')} (${c.bytes} bytes), ${count(c.filemarks, 'filemark')}` });
     }
+    // A failed close (its filemarks) is told with the last change, the one it ended.
+    const last = done[done.length - 1];
+    if (failure && last) Object.assign(last, { ok: false, detail: `${last.detail}; close failed: ${failure.message}` });
+    for (const d of done) onChange(d);
   }
 
   private trace(line: string): void {
