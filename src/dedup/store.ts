@@ -914,16 +914,15 @@ export class ChunkStore {
   }
 
   /**
-   * Starts recording: from now on every chunk putChunks hands out joins `live`. `canStart` is
-   * asked under the store lock (e.g. "no stream writer holds unsynced references"); when it
-   * says no, nothing starts and this resolves false.
+   * Starts recording: from now on every chunk putChunks hands out joins `live`. `markHeld`
+   * runs first, in the same turn under the store lock: it adds the chunks handed out before
+   * that no committed recipe page names yet (those stream writers hold in memory).
    */
-  beginGc(live: LiveSet, canStart: () => boolean = () => true): Promise<boolean> {
+  beginGc(live: LiveSet, markHeld: (live: LiveSet) => void = () => undefined): Promise<void> {
     return this.exclusive(async () => {
       if (this.gcLive) throw new Error('a GC is already running on this store');
-      if (!canStart()) return false;
+      markHeld(live);
       this.gcLive = live;
-      return true;
     });
   }
 

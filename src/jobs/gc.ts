@@ -12,12 +12,13 @@
  *   at the new container in the same synced batch that moves the index entries.
  * - A store made before the reverse map existed gets it built by its first GC: one pass over
  *   all recipe pages, resumable, after which every container is examined once.
- * - GC starts at a moment when no stream writer holds unsynced references (they exist only in
- *   its memory; a writer left open at a sync point, as a loaded tape after a filemark, holds
- *   none). From then on the chunk store records every chunk it hands out (a Bloom filter that
- *   grows with those chunks only), so a backup running during GC keeps what it refers to.
- *   A writer's in-memory copy of a page that GC rewrote still names the old container: its
- *   next commit maps such hints through the index, and reads fall back to the index.
+ * - GC starts at once, even while backups are between filemarks. As it starts, the chunks
+ *   that open stream writers refer to and no committed page names yet (batches in flight,
+ *   pages in memory) join the live set; from then on the chunk store records every chunk it
+ *   hands out (a Bloom filter that grows with those chunks only), so a backup running during
+ *   GC keeps what it refers to. A writer's in-memory copy of a page that GC rewrote still
+ *   names the old container: its next commit maps such hints through the index, and reads
+ *   fall back to the index.
  */
 import { BloomFilter } from '../dedup/bloom.js';
 import type { ChunkStore, GcContainerResult } from '../dedup/store.js';
@@ -28,8 +29,6 @@ import type { JobContext, Jobs, JobRecord } from './jobs.js';
 export interface GcOptions {
   /** Compact containers whose live share of stored bytes is below this (default 0.5). */
   threshold?: number;
-  /** How long to wait for stream writers to reach a sync point before giving up (ms). */
-  waitForWritersMs?: number;
 }
 
 export interface GcReport {
@@ -53,7 +52,6 @@ export interface GcReport {
   seconds: number;
 }
 
-const POLL_MS = 50;
 const CANDIDATES_AT_ONCE = 256;
 
 export class GarbageCollector {
@@ -66,22 +64,16 @@ export class GarbageCollector {
   start(requestedBy: string | null = null, opts: GcOptions = {}): Promise<JobRecord> {
     const threshold = opts.threshold ?? 0.5;
     if (!(threshold > 0 && threshold <= 1)) throw new RangeError(`the GC threshold must be in (0, 1], got ${threshold}`);
-    return this.jobs.start({ kind: 'gc', requestedBy, unit: 'containers', run: (ctx) => this.run(ctx, threshold, opts.waitForWritersMs ?? 600_000) });
+    return this.jobs.start({ kind: 'gc', requestedBy, unit: 'containers', run: (ctx) => this.run(ctx, threshold) });
   }
 
   /** Runs a whole GC in the caller (the job calls this; so does the crash test's child). */
-  async run(ctx: Pick<JobContext, 'progress' | 'checkCancelled'>, threshold = 0.5, waitMs = 600_000): Promise<GcReport> {
+  async run(ctx: Pick<JobContext, 'progress' | 'checkCancelled'>, threshold = 0.5): Promise<GcReport> {
     const started = Date.now();
     const before = this.chunks.getStats();
     const report: GcReport = { threshold, recipePages: 0, references: 0, mapBuiltFromPages: 0, containers: 0, deleted: 0, compacted: 0, kept: 0, skipped: [], reclaimedBytes: 0, movedBytes: 0, movedChunks: 0, storedBytesBefore: before.storedBytes, storedBytesAfter: 0, seconds: 0 };
     const live = new BloomFilter(1 << 16);
-    ctx.progress(0, null, 'waiting for stream writers to reach a sync point');
-    const deadline = Date.now() + waitMs;
-    while (!(await this.chunks.beginGc(live, () => this.streams.unsyncedWriters === 0))) {
-      ctx.checkCancelled();
-      if (Date.now() > deadline) throw new Error(`GC gave up: for ${waitMs / 1000} s some stream always held data written since its last sync point (GC starts at a moment when none does: a tape between filemarks)`);
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    await this.chunks.beginGc(live, (l) => this.streams.markHeld(l));
     try {
       const pages = recipePageAccess(this.streams.pages as BinarySublevel);
       if (!(await this.chunks.pageRefsReady())) {

@@ -11,7 +11,7 @@
  * deleted when a writer opens the stream.
  */
 import type { Level } from 'level';
-import type { ChunkRef, ChunkStore, CommitBatch, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
+import type { ChunkRef, ChunkStore, CommitBatch, LiveSet, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
 import type { BinarySublevel, ChunkRefs } from '../dedup/fingerprint-index.js';
 import { REF_WORDS, decodeRef, encodeRef, fingerprintWords } from '../dedup/fingerprint-index.js';
 import { copyBytes, lendView, takeBuffer } from './buffers.js';
@@ -76,14 +76,13 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
   }
 
   /**
-   * Writers holding bytes past their last sync point: the chunk references of those bytes
-   * live only in the writers' memory. A writer left open at a sync point (a drive that wrote a
-   * filemark and stays loaded) holds none: what it has in memory is committed already.
+   * Adds to `live` every chunk an open writer refers to that no recipe page in the database
+   * names yet: batches handed to the chunk store, pages in memory, pages being written. GC
+   * calls it under the chunk store's lock as it starts (from then on the store records what it
+   * hands out itself), so a tape between filemarks keeps its chunks without holding GC back.
    */
-  get unsyncedWriters(): number {
-    let n = 0;
-    for (const w of this.writers.values()) if (w.unsynced) n++;
-    return n;
+  markHeld(live: Pick<LiveSet, 'add'>): void {
+    for (const w of this.writers.values()) w.markHeld(live);
   }
 
   /** Creations one at a time: two at once would read the same counter and share an id. */
@@ -404,6 +403,13 @@ class RecipeWriter implements StreamWriter {
   private pageLength: number;
   /** Completed pages not yet written. */
   private done: Array<[number, Buffer]> = [];
+  /**
+   * What GC must count as live besides the pages in the database (see `markHeld`): the
+   * fingerprints of batches handed to the store whose entries are not in a page yet, and the
+   * pages on their way into the database.
+   */
+  private readonly handedOut = new Set<Buffer>();
+  private readonly writing = new Set<Array<[number, Buffer]>>();
   private failed: Error | undefined;
   private released = false;
 
@@ -442,9 +448,19 @@ class RecipeWriter implements StreamWriter {
     return this.pos;
   }
 
-  /** Bytes were written since the last sync point, or a store write of them is still running. */
-  get unsynced(): boolean {
-    return this.pos !== this.syncedLength || this.inflight !== undefined || this.done.length > 0;
+  /**
+   * Adds the chunks this writer refers to that no page in the database names yet. Each moves
+   * from one holder to the next in a single turn of the event loop (handed out, in a page in
+   * memory, being written, written), so a call between turns misses none.
+   */
+  markHeld(live: Pick<LiveSet, 'add'>): void {
+    for (const fps of this.handedOut) for (let at = 0; at < fps.length; at += 16) live.add(fps.subarray(at, at + 16));
+    const mark = (page: Buffer, end: number): void => {
+      for (let at = 0; at < end; at += RECIPE_ENTRY) live.add(page.subarray(at, at + 16));
+    };
+    for (const [, page] of this.done) mark(page, page.length);
+    for (const pages of this.writing) for (const [, page] of pages) mark(page, page.length);
+    mark(this.page, this.pageFill);
   }
 
   async write(data: Uint8Array): Promise<void> {
@@ -482,7 +498,11 @@ class RecipeWriter implements StreamWriter {
       const view = b.buf.subarray(b.start, b.fill);
       const cut = store.cutAndHash(view, final);
       // Registered before `carried`, so batches reach the store in stream order.
-      const stored = cut.then(async ({ cuts, fingerprints }) => ({ fingerprints, refs: await putBatch(store, view, cuts, fingerprints) }));
+      const stored = cut.then(async ({ cuts, fingerprints }) => {
+        const fps = fingerprints.subarray(0, cuts.length * 16);
+        this.handedOut.add(fps); // in the same turn as the store is asked (GC may start at any await)
+        return { fingerprints: fps, refs: await putBatch(store, view, cuts, fps) };
+      });
       if (!final) {
         this.carried = cut.then(({ cuts }) => ({ buf: b.buf, start: b.start + (cuts.length ? cuts[cuts.length - 1] : 0), end: b.fill }));
         this.carried.catch(() => undefined);
@@ -491,8 +511,9 @@ class RecipeWriter implements StreamWriter {
       this.inflight = Promise.allSettled([previous, stored]).then(async ([before, now]) => {
         if (before.status === 'rejected') throw before.reason;
         if (now.status === 'rejected') throw now.reason;
+        this.handedOut.delete(now.value.fingerprints);
         this.addEntries(now.value.fingerprints, now.value.refs);
-        if (this.done.length >= 16) await this.streams.spillPages(this.id, this.done.splice(0));
+        if (this.done.length >= 16) await this.writePages(this.done.splice(0), (pages) => this.streams.spillPages(this.id, pages));
       });
       // Errors surface at a later write or the sync; keep them from being reported as unhandled.
       this.inflight.catch(() => undefined);
@@ -554,12 +575,22 @@ class RecipeWriter implements StreamWriter {
     await this.guard(async () => {
       await this.submit(true);
       await this.drain();
+      const meta = { ...(await this.streams.getMeta(this.id))!, length: this.pos };
       const pages = this.done.splice(0);
       if (this.pageFill > 0) pages.push([this.pageStart, Buffer.from(this.page.subarray(0, this.pageFill))]);
-      const meta = { ...(await this.streams.getMeta(this.id))!, length: this.pos };
-      await this.streams.commitWriter(this.id, pages, meta, extra);
+      await this.writePages(pages, (p) => this.streams.commitWriter(this.id, p, meta, extra));
       this.syncedLength = this.pos;
     });
+  }
+
+  /** Pages stay visible to `markHeld` until the database has them. */
+  private async writePages(pages: Array<[number, Buffer]>, write: (pages: Array<[number, Buffer]>) => Promise<void>): Promise<void> {
+    this.writing.add(pages);
+    try {
+      await write(pages);
+    } finally {
+      this.writing.delete(pages);
+    }
   }
 
   async close(extra?: (batch: SyncBatch) => void): Promise<void> {

@@ -193,7 +193,7 @@ test('a hint whose container is gone (its chunk compacted twice) reads back and 
 
     // GC compacts c into d while a writer of the empty stream s3 holds references to c's
     // chunks in pages that exist only in its memory (GC cannot know them)
-    expect(await chunks.beginGc(new BloomFilter(1024))).toBe(true);
+    await chunks.beginGc(new BloomFilter(1024));
     const w = await streams.openWriter(s3);
     await w.write(repeat.subarray(0, 8 * MiB));
     await w.write(repeat.subarray(8 * MiB)); // returns once the first 8 MiB are stored

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import type { BinarySublevel } from '../../src/dedup/fingerprint-index.js';
-import { recipePageAccess } from '../../src/stream/recipes.js';
+import type { ChunkStore } from '../../src/dedup/store.js';
+import { GarbageCollector, Jobs } from '../../src/jobs/index.js';
+import { RecipeStreams, recipePageAccess } from '../../src/stream/recipes.js';
 import { bytesOf, containerBytes, openEnv, readFiles, writeFiles } from './gc-util.js';
 
 const dirs: string[] = [];
@@ -75,7 +77,7 @@ test('rounds of erase and rewrite: disk use stays bounded, every cartridge reads
   }
 }, 120_000);
 
-test('a backup that re-uses erased chunks while GC runs keeps them; GC waits for open writers', async () => {
+test('a backup that re-uses erased chunks while GC runs keeps them; GC does not wait for its filemark', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
   dirs.push(dir);
   const env = await openEnv(dir, true);
@@ -87,27 +89,33 @@ test('a backup that re-uses erased chunks while GC runs keeps them; GC waits for
     await writeFiles(env.libs, 'FILL01', [bytesOf(5000, 9 * MiB)]); // seals RACE01's containers
     await env.libs.eraseCartridge('RACE01'); // all of RACE01's chunks are garbage now
 
-    // a writer holds unsynced references: GC must not start marking yet
+    // the backup is in the middle of its first file, with batches handed to the store, when GC
+    // starts; it goes on writing the same bytes (dedup hits on garbage chunks) while GC sweeps
+    const first = Buffer.concat(data.slice(0, 3));
     const m = await env.libs.tapes.mount('RACE02');
-    await m.write(data[0].subarray(0, MiB));
-    let gcDone = false;
-    const gc = env.gc.run(quiet).then((r) => ((gcDone = true), r));
-    await new Promise((r) => setTimeout(r, 300));
-    expect(gcDone).toBe(false);
-    // the same bytes come back while GC sweeps: dedup hits on garbage chunks
-    await m.write(data[0].subarray(MiB));
-    await m.writeFilemarks(1); // sync point: the writer holds nothing unsynced, GC may start
-    for (const d of data.slice(1)) {
-      for (let at = 0; at < d.length; at += MiB) await m.write(d.subarray(at, at + MiB));
-      await m.writeFilemarks(1);
-    }
+    const put = async (bytes: Buffer): Promise<void> => {
+      for (let at = 0; at < bytes.length; at += 256 * 1024) expect((await m.write(bytes.subarray(at, at + 256 * 1024))).ok).toBe(true);
+    };
+    await put(first.subarray(0, 5 * MiB));
+    const [report] = await Promise.all([
+      env.gc.run(quiet),
+      (async () => {
+        await put(first.subarray(5 * MiB));
+        expect((await m.writeFilemarks(1)).ok).toBe(true);
+        for (const d of data.slice(3)) {
+          await put(d);
+          expect((await m.writeFilemarks(1)).ok).toBe(true);
+        }
+      })(),
+    ]);
+    expect(report.containers).toBeGreaterThan(0);
     await m.unload();
-    await gc;
     // a second GC with everything quiet, then read back
     await env.gc.run(quiet);
     const got = await readFiles(env.libs, 'RACE02');
-    expect(got.length).toBe(6);
-    got.forEach((f, k) => expect(f.equals(data[k]), `file ${k}`).toBe(true));
+    expect(got.length).toBe(4);
+    expect(got[0].equals(first)).toBe(true);
+    got.slice(1).forEach((f, k) => expect(f.equals(data[k + 3]), `file ${k + 1}`).toBe(true));
   } finally {
     await env.close();
   }
@@ -130,7 +138,7 @@ test('a tape left loaded after a filemark does not hold GC back; appending after
     await env.libs.eraseCartridge('OLD001'); // that container is now mostly garbage
 
     // GC neither waits nor gives up: it compacts the container, moving KEEP01's chunks
-    const report = await env.gc.run(quiet, 0.5, 2000);
+    const report = await env.gc.run(quiet);
     expect(report.compacted + report.deleted).toBeGreaterThan(0);
     expect(report.movedChunks).toBeGreaterThan(0);
 
@@ -149,22 +157,41 @@ test('a tape left loaded after a filemark does not hold GC back; appending after
   }
 }, 60_000);
 
-test('GC gives up, saying why, while a tape holds data written since its last filemark', async () => {
+test('GC during a tape file keeps the chunks the writer refers to only in memory', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
   dirs.push(dir);
   const env = await openEnv(dir, true);
   try {
-    await env.libs.createLibrary({ name: 'gc', drives: 1, slots: 2, mailslots: 0 });
-    await env.libs.createCartridges({ library: 'gc', barcodes: ['BUSY01'], mediaType: 'LTO-7' });
+    await env.libs.createLibrary({ name: 'gc', drives: 1, slots: 4, mailslots: 0 });
+    await env.libs.createCartridges({ library: 'gc', barcodes: ['OLD001', 'BUSY01', 'FILL01'], mediaType: 'LTO-7' });
+    const old = bytesOf(3000, 12 * MiB);
+    await writeFiles(env.libs, 'OLD001', [old]);
+    await writeFiles(env.libs, 'FILL01', [bytesOf(3001, 9 * MiB)]); // seals OLD001's containers
+    await env.libs.eraseCartridge('OLD001'); // nothing in the database refers to its chunks now
+
+    // BUSY01 writes the same bytes and stays between filemarks: its references to those chunks
+    // are in its memory only (pages, batches in flight) while GC runs to the end
     const m = await env.libs.tapes.mount('BUSY01');
-    expect((await m.write(bytesOf(3000, MiB))).ok).toBe(true);
-    await expect(env.gc.run(quiet, 0.5, 300)).rejects.toThrow(/held data written since its last sync point/);
+    for (let at = 0; at < old.length; at += MiB) expect((await m.write(old.subarray(at, at + MiB))).ok).toBe(true);
+    const report = await env.gc.run(quiet);
+    expect(report.containers).toBeGreaterThan(0);
+    expect(report.deleted + report.compacted + report.kept).toBe(report.containers);
+
+    // the file ends after GC, with new bytes; everything reads back, also after a quiet GC
+    const tail = bytesOf(3002, 3 * MiB);
+    for (let at = 0; at < tail.length; at += MiB) expect((await m.write(tail.subarray(at, at + MiB))).ok).toBe(true);
     expect((await m.writeFilemarks(1)).ok).toBe(true);
     await m.unload();
+    const want = Buffer.concat([old, tail]);
+    expect((await readFiles(env.libs, 'BUSY01'))[0].equals(want)).toBe(true);
+    await env.gc.run(quiet);
+    const got = await readFiles(env.libs, 'BUSY01');
+    expect(got.length).toBe(1);
+    expect(got[0].equals(want)).toBe(true);
   } finally {
     await env.close();
   }
-});
+}, 60_000);
 
 test('chunk store: a chunk handed out during GC stays live; stale hints read through the index', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
@@ -185,7 +212,7 @@ test('chunk store: a chunk handed out during GC stays live; stale hints read thr
     const cs = env2.store.chunks;
     const { BloomFilter } = await import('../../src/dedup/bloom.js');
     const live = new BloomFilter(1024);
-    expect(await cs.beginGc(live)).toBe(true);
+    await cs.beginGc(live);
     // no recipe refers to any chunk; a backup stores chunk 3 again during GC (a dedup hit)
     const [hit] = await cs.putChunks([chunks[3]]);
     const old = hit.ref.container;
@@ -207,3 +234,58 @@ test('chunk store: a chunk handed out during GC stays live; stale hints read thr
     await env2.close();
   }
 });
+
+test('GC keeps the chunks of a batch the store answered and the writer has not put in a page yet', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
+  dirs.push(dir);
+  const env = await openEnv(dir, true);
+  try {
+    const { streams, chunks, db } = env.store;
+    const writeStream = async (on: RecipeStreams, data: Buffer): Promise<string> => {
+      const id = await on.create();
+      const w = await on.openWriter(id);
+      await w.write(data);
+      await w.close();
+      return id;
+    };
+    const old = bytesOf(4000, 6 * MiB);
+    const gone = await writeStream(streams, old);
+    await writeStream(streams, bytesOf(4001, 9 * MiB)); // seals the containers `old` is in
+    await streams.delete(gone); // nothing in the database refers to its chunks now
+
+    // streams over the same store whose batches wait, once the store has answered, at a gate
+    let answered = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const gated = new Proxy(chunks, {
+      get(target, key) {
+        if (key === 'putCut') {
+          return async (...args: Parameters<ChunkStore['putCut']>) => {
+            const refs = await target.putCut(...args);
+            answered++;
+            await gate;
+            return refs;
+          };
+        }
+        const v = Reflect.get(target, key, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const held = new RecipeStreams(db, gated);
+    const id = await held.create();
+    const w = await held.openWriter(id);
+    await w.write(old.subarray(0, 4 * MiB)); // one whole batch: cut, fingerprinted, handed to the store
+    while (answered === 0) await new Promise((r) => setTimeout(r, 5));
+
+    // its references exist only as the answer the writer waits for
+    const report = await new GarbageCollector(new Jobs(db), chunks, held).run(quiet);
+    expect(report.containers).toBeGreaterThan(0);
+    open();
+    await w.write(old.subarray(4 * MiB));
+    await w.close();
+    const r = await held.openReader(id);
+    expect((await r.read(old.length)).equals(old)).toBe(true);
+  } finally {
+    await env.close();
+  }
+}, 60_000);
