@@ -98,6 +98,13 @@ function errnoOf(r: TapeResult): RmtError {
   return new RmtError(code, msg);
 }
 
+/** Opening a write-protected cartridge for writing: `open(2)` fails with EROFS. */
+export class WriteProtectedOpen extends RmtError {
+  constructor(readonly barcode: string) {
+    super('EROFS', `cartridge ${barcode} is write protected`);
+  }
+}
+
 export class TapeDevice {
   /** The last operation was a write: close (and some moves) must write filemarks. */
   private writing = false;
@@ -118,6 +125,8 @@ export class TapeDevice {
   private pendingBytes = 0;
   /** What this session changed on the cartridge (the audit log's entry at close). */
   readonly changes = { records: 0, bytes: 0, filemarks: 0, erased: false };
+  /** Writes and erases the cartridge refused (write protect, WORM): the first reason and how often. */
+  readonly refusals = new Map<'write' | 'erase', { reason: string; times: number }>();
 
   private constructor(
     readonly name: DeviceName,
@@ -142,7 +151,7 @@ export class TapeDevice {
       throw e;
     };
     if (!medium.isLoaded && !flags.nonblock) await refuse(new RmtError('ENOMEDIUM', `the cartridge in drive ${name.drive} of ${name.library} is offline (load it, or open with O_NONBLOCK and send MTLOAD)`));
-    if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new RmtError('EROFS', 'the cartridge is write protected'));
+    if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new WriteProtectedOpen(medium.id));
     return new TapeDevice(name, flags, drive, medium);
   }
 
@@ -194,6 +203,7 @@ export class TapeDevice {
     }
     const r = await stored;
     this.residue = r.residue;
+    this.noteRefusal('write', r);
     if (!r.ok && r.transferred === 0) throw errnoOf(r);
     this.writing = true;
     this.counted(r.transferred);
@@ -387,7 +397,7 @@ export class TapeDevice {
       case 'weof':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
         if (count < 0) throw new RmtError('EINVAL', 'negative filemark count');
-        this.check(await m.writeFilemarks(count));
+        this.check(this.noteRefusal('write', await m.writeFilemarks(count)));
         this.changes.filemarks += count;
         return count;
       case 'nop':
@@ -405,7 +415,7 @@ export class TapeDevice {
         return this.check(await m.load());
       case 'erase':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
-        this.check(await m.erase());
+        this.check(this.noteRefusal('erase', await m.erase()));
         this.changes.erased = true;
         return 0;
       case 'setblk':
@@ -425,6 +435,15 @@ export class TapeDevice {
   }
 
   /** A failed result throws its errno; a good one answers `value`. */
+  /** Counts a write or erase the cartridge refused (DATA PROTECT); passes the result on. */
+  private noteRefusal(kind: 'write' | 'erase', r: TapeResult): TapeResult {
+    if (r.ok || r.sense?.key !== 'DATA PROTECT') return r;
+    const seen = this.refusals.get(kind);
+    if (seen) seen.times++;
+    else this.refusals.set(kind, { reason: r.sense.message, times: 1 });
+    return r;
+  }
+
   private check(r: TapeResult, value = 0): number {
     this.residue = r.residue;
     if (!r.ok) throw errnoOf(r);

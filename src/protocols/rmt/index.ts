@@ -11,8 +11,9 @@
  * - Filemarks and closes are sync points: the reply comes only after the data is durable. A
  *   client that disconnects is closed as if it had sent C; a partial record is never written.
  * - One session per drive: a second open gets EBUSY.
- * - What a device session wrote or erased is reported when it closes (`onChange`: the audit
- *   log), with the client's address.
+ * - What a device session wrote or erased, and the writes and erases the cartridge refused
+ *   (write protect, WORM), are reported when it closes (`onChange`: the audit log), with the
+ *   client's address; an open for writing refused by write protect is reported at once.
  * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
  *   length is checked (records at most 2 MiB) before anything is allocated or read.
  * - `vtl rmt` (bridge.ts) pipelines for its client, through a vtl extension of the protocol that

@@ -20,7 +20,7 @@
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { recycleBuffer, takeBuffer } from '../../tape/index.js';
-import { MAX_TRANSFER, TapeDevice } from './device.js';
+import { MAX_TRANSFER, TapeDevice, WriteProtectedOpen } from './device.js';
 import { Input, ProtocolError } from './input.js';
 import { RmtError, parseDevice, parseOpenFlags } from './names.js';
 
@@ -43,7 +43,7 @@ class Fatal extends Error {
   }
 }
 
-/** A change a session made to a cartridge, reported when it closes the device (audit log). */
+/** A change a session made to a cartridge, or tried to and was refused, reported when it closes the device (audit log). */
 export interface RmtChange {
   /** `rmt write` (records and filemarks) or `rmt erase`. */
   action: 'rmt write' | 'rmt erase';
@@ -52,6 +52,7 @@ export interface RmtChange {
   peer: string;
   /** The device name the client opened and what was done, and the close's error when it failed. */
   detail: string;
+  /** False for a failed close, and for writes or erases the cartridge refused (`detail` says which). */
   ok: boolean;
 }
 
@@ -247,7 +248,15 @@ export class RmtSession {
     if (!dev) throw new RmtError('ENOENT', `${name} is not a vtl device: use /LIBRARY/stN, /LIBRARY/nstN, /LIBRARY/rmtN or /LIBRARY/rmtN.1`);
     const flags = parseOpenFlags(flagsLine);
     if (!flags) throw new RmtError('EINVAL', `bad open flags ${JSON.stringify(flagsLine)}`);
-    this.device = await TapeDevice.open(this.opts.libraries, dev, flags);
+    try {
+      this.device = await TapeDevice.open(this.opts.libraries, dev, flags);
+    } catch (err) {
+      // A refused attempt to write is worth an audit entry; other failed opens change nothing.
+      if (err instanceof WriteProtectedOpen) {
+        this.opts.onChange?.({ action: 'rmt write', barcode: err.barcode, peer: this.peer, ok: false, detail: `${name}: refused at open: the cartridge is write protected` });
+      }
+      throw err;
+    }
     this.deviceName = name;
     await this.reply('A0\n');
     return true;
@@ -349,7 +358,7 @@ export class RmtSession {
     this.report(dev);
   }
 
-  /** Tells `onChange` what the device session wrote or erased (nothing when it changed nothing). */
+  /** Tells `onChange` what the device session wrote or erased, and what it was refused (nothing when neither). */
   private report(dev: TapeDevice, failure?: Error): void {
     const onChange = this.opts.onChange;
     const c = dev.changes;
@@ -363,6 +372,9 @@ export class RmtSession {
     // A failed close (its filemarks) is told with the last change, the one it ended.
     const last = done[done.length - 1];
     if (failure && last) Object.assign(last, { ok: false, detail: `${last.detail}; close failed: ${failure.message}` });
+    for (const [kind, r] of dev.refusals) {
+      done.push({ ...base, action: `rmt ${kind}`, ok: false, detail: `${this.deviceName}: refused ${count(r.times, 'time')}: ${r.reason}` });
+    }
     for (const d of done) onChange(d);
   }
 

@@ -65,3 +65,38 @@ test('what an rmt session writes or erases is in the audit log, with the client 
   expect(items[1]).toMatchObject({ action: 'rmt erase', target: 'VT0002L7', result: 'ok', detail: '/lib1/nst1: erased from the position on' });
   expect((await call(t, 'GET', '/api/v1/audit/verify')).body.intact).toBe(true);
 });
+
+test('writes and erases a cartridge refuses over rmt are in the audit log as errors, with the reason', async () => {
+  const port = Number(t.server.rmtAddress.split(':').pop());
+  // write protected: open for writing fails (EROFS)
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/VT0003L7', { writeProtected: true })).status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/2/load', { barcode: 'VT0003L7' })).status).toBe(200);
+  const c = await RawClient.connect(port);
+  expect(await c.open('/lib1/nst2')).toMatchObject({ ok: false, errno: 30 });
+  // WORM: the first file is written; overwriting it (twice) and erasing it are refused
+  expect((await call(t, 'DELETE', '/api/v1/cartridges/VT0004L7')).status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/cartridges', { library: 'lib1', barcodes: ['WM0001LX'], worm: true })).status).toBe(201);
+  expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/3/load', { barcode: 'WM0001LX' })).status).toBe(200);
+  expect((await c.open('/lib1/nst3')).ok).toBe(true);
+  expect((await c.write(Buffer.alloc(4096, 1))).ok).toBe(true);
+  expect((await c.close()).ok).toBe(true);
+  expect((await c.open('/lib1/st3')).ok).toBe(true); // rewinding: at BOT again
+  expect((await c.ioctl(6, 1)).ok).toBe(true); // MTREW
+  for (let i = 0; i < 2; i++) expect((await c.write(Buffer.alloc(4096, 2))).ok).toBe(false);
+  expect((await c.ioctl(13, 1)).ok).toBe(false); // MTERASE
+  expect((await c.close()).ok).toBe(true);
+  c.destroy();
+  let items: Array<{ action: string; target: string; result: string; detail: string }> = [];
+  for (let i = 0; i < 50 && items.length < 4; i++) {
+    items = (await call(t, 'GET', '/api/v1/audit?action=rmt')).body.items.filter((e: { target: string }) => ['VT0003L7', 'WM0001LX'].includes(e.target));
+    if (items.length < 4) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(items).toHaveLength(4);
+  expect(items[0]).toMatchObject({ action: 'rmt write', target: 'VT0003L7', result: 'error', detail: '/lib1/nst2: refused at open: the cartridge is write protected' });
+  expect(items[1]).toMatchObject({ action: 'rmt write', target: 'WM0001LX', result: 'ok' });
+  expect(items[2]).toMatchObject({ action: 'rmt write', target: 'WM0001LX', result: 'error' });
+  expect(items[2].detail).toMatch(/^\/lib1\/st3: refused 2 times: .*WORM/);
+  expect(items[3]).toMatchObject({ action: 'rmt erase', target: 'WM0001LX', result: 'error' });
+  expect(items[3].detail).toMatch(/^\/lib1\/st3: refused 1 time: .*WORM/);
+  expect((await call(t, 'GET', '/api/v1/audit/verify')).body.intact).toBe(true);
+});
