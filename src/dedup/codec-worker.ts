@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { createChunker, type Chunker } from './chunker.js';
 import { FRAME_OVERHEAD, IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
 import type { CodecReply, CodecRequest, CutRequest, ReadRequest, SealRequest } from './codec-pool.js';
-import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
+import { fingerprintBatch } from './fingerprint.js';
 import { framesAddon, type FramesAddon } from './frames-native.js';
 
 const port = parentPort!;
@@ -90,11 +90,8 @@ function cut(req: CutRequest): CodecReply {
   }
   const data = Buffer.from(req.data.buffer, req.start, req.end - req.start);
   const cuts = chunker.cutPoints(data, req.final);
-  const secret = Buffer.from(req.secret);
-  const fps = Buffer.from(new ArrayBuffer(cuts.length * 16));
-  for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) {
-    fingerprintBytes(fingerprintKey(secret, data.subarray(start, cuts[i])), fps, i * 16);
-  }
+  // Its own ArrayBuffer: the reply transfers it.
+  const fps = fingerprintBatch(Buffer.from(req.secret), data, cuts, Buffer.from(new ArrayBuffer(cuts.length * 16)));
   return { id: req.id, block: fps, bounds: cuts };
 }
 

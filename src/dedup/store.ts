@@ -59,7 +59,7 @@ import {
   type BinarySublevel,
   type ChunkRefs,
 } from './fingerprint-index.js';
-import { fingerprintBytes, fingerprintKey } from './fingerprint.js';
+import { fingerprintBatch, fingerprintBytes, fingerprintKey } from './fingerprint.js';
 
 export { IntegrityError, type ChunkRef } from './container.js';
 export { CommitBatch } from './commit-batch.js';
@@ -401,11 +401,7 @@ export class ChunkStore {
       });
     }
     const cuts = this.chunker.cutPoints(view, final);
-    const fingerprints = Buffer.allocUnsafe(cuts.length * 16);
-    for (let i = 0, start = 0; i < cuts.length; start = cuts[i++]) {
-      fingerprintBytes(fingerprintKey(this.keyring.fingerprintSecret, view.subarray(start, cuts[i])), fingerprints, i * 16);
-    }
-    return { cuts, fingerprints };
+    return { cuts, fingerprints: fingerprintBatch(this.keyring.fingerprintSecret, view, cuts) };
   }
 
   /**
