@@ -1,8 +1,9 @@
 /**
  * SIGKILL during GC loses nothing live: a child process runs GC over a store full of garbage
  * and half-live containers; the parent kills it at random moments, reopens the store, and
- * every live cartridge reads back bit for bit. A final GC then reclaims what the killed ones
- * left.
+ * every live cartridge reads back bit for bit. In odd rounds a backup is in the middle of a
+ * tape file while GC runs (and is killed with it): its cartridge keeps just its synced files.
+ * A final GC then reclaims what the killed ones left.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +16,8 @@ import { bytesOf, containerBytes, openEnv, readFiles, writeFiles } from './gc-ut
 const CHILD = fileURLToPath(new URL('./gc-child.ts', import.meta.url));
 const MiB = 1 << 20;
 const CARTS = ['KG0001L7', 'KG0002L7', 'KG0003L7', 'KG0004L7'];
+/** Written in the middle of a tape file during odd rounds' GC, never synced there. */
+const BUSY = 'KB0001L7';
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
@@ -22,11 +25,12 @@ afterAll(async () => {
 
 /**
  * Starts the child; kills it `ms` after it announced `after` swept containers (0: after READY,
- * in the mark phase). Resolves whether it finished first and how far it got.
+ * in the mark phase). With `busy`, a backup writes to that cartridge, never reaching a
+ * filemark, while GC runs. Resolves whether it finished first and how far it got.
  */
-function runAndKill(dir: string, after: number, ms: number): Promise<{ finished: boolean; swept: number }> {
+function runAndKill(dir: string, after: number, ms: number, busy?: string): Promise<{ finished: boolean; swept: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, ...(busy ? [busy] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let finished = false;
@@ -57,8 +61,8 @@ test('SIGKILL at random moments of GC loses nothing live', async () => {
   const env = await openEnv(dir, true);
   try {
     await env.libs.createLibrary({ name: 'kg', drives: 1, slots: 8, mailslots: 0 });
-    await env.libs.createCartridges({ library: 'kg', barcodes: CARTS });
-    for (const bc of CARTS) {
+    await env.libs.createCartridges({ library: 'kg', barcodes: [...CARTS, BUSY] });
+    for (const bc of [...CARTS, BUSY]) {
       const files = [bytesOf(seed++, 3 * MiB), bytesOf(seed++, 2 * MiB)];
       await writeFiles(env.libs, bc, files);
       expected.set(bc, files);
@@ -81,11 +85,12 @@ test('SIGKILL at random moments of GC loses nothing live', async () => {
     } finally {
       await e.close();
     }
-    const { finished, swept } = await runAndKill(dir, round % 3, Math.floor(Math.random() * 30));
+    const { finished, swept } = await runAndKill(dir, round % 3, Math.floor(Math.random() * 30), round % 2 === 1 ? BUSY : undefined);
     if (!finished && swept > 0) killedMidway++; // killed inside the sweep
     const check = await openEnv(dir);
     try {
-      for (const bc of CARTS) {
+      // the busy cartridge holds its synced files only: the unfinished one left no trace
+      for (const bc of [...CARTS, BUSY]) {
         const got = await readFiles(check.libs, bc);
         const want = expected.get(bc)!;
         expect(got.length, `${bc} round ${round}`).toBe(want.length);
@@ -103,7 +108,7 @@ test('SIGKILL at random moments of GC loses nothing live', async () => {
     await last.gc.run({ progress: () => undefined, checkCancelled: () => undefined });
     const live = [...expected.values()].flat().reduce((n, f) => n + f.length, 0);
     expect(await containerBytes(dir)).toBeLessThanOrEqual(2 * live + 16 * MiB);
-    for (const bc of CARTS) {
+    for (const bc of [...CARTS, BUSY]) {
       const got = await readFiles(last.libs, bc);
       got.forEach((f, k) => expect(f.equals(expected.get(bc)![k])).toBe(true));
     }
