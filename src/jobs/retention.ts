@@ -83,8 +83,12 @@ export class Retention {
       const days = c.location.kind === 'vault' ? null : (policies.get(c.location.library)?.scratchAfterDays ?? null);
       if (days === null || c.worm) return;
       const until = new Date(now + days * DAY).toISOString();
-      if (!dryRun) await this.libraries.updateCartridge(c.barcode, { retentionUntil: until });
-      report.dated.push({ barcode: c.barcode, retentionUntil: until });
+      try {
+        if (!dryRun) await this.libraries.updateCartridge(c.barcode, { retentionUntil: until });
+        report.dated.push({ barcode: c.barcode, retentionUntil: until });
+      } catch (err) {
+        report.skipped.push({ barcode: c.barcode, reason: (err as Error).message }); // in use: dated next run
+      }
       return;
     }
     if (Date.parse(c.retentionUntil) > now) return;

@@ -215,9 +215,10 @@ export class Libraries {
       let slots: ElementRef[] = [];
       if (spec.library !== undefined) {
         const lib = await this.getLibrary(spec.library);
-        slots = await this.freeSlots(lib.name);
+        const { free, reserved } = await this.freeSlots(lib.name);
+        slots = free;
         if (slots.length < barcodes.length) {
-          throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has ${slots.length} free slots for ${barcodes.length} cartridges`);
+          throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has ${slots.length} free slot${slots.length === 1 ? '' : 's'} for ${barcodes.length} cartridge${barcodes.length === 1 ? '' : 's'}${roomHint(lib.name, reserved)}`);
         }
       }
       const now = new Date().toISOString();
@@ -292,9 +293,17 @@ export class Libraries {
     return out;
   }
 
+  /**
+   * Changes write protect or retention; not while a drive session has the cartridge open (a
+   * cartridge's tab cannot move in a drive, and a backup should not fail halfway through).
+   */
   updateCartridge(barcode: string, flags: { writeProtected?: boolean; retentionUntil?: string | null }): Promise<Cartridge> {
     return this.locked(async () => {
-      await this.cartridge(barcode);
+      const rec = await this.cartridge(barcode);
+      const drive = rec.library && rec.address !== null ? this.driveAt(rec.library, rec.address) : undefined;
+      if (drive?.open) {
+        throw new LibraryError('IN_USE', `cartridge ${barcode} is in use in a drive with an open session: change its write protect or retention once the session ends`);
+      }
       try {
         await this.tapes.setFlags(barcode, flags);
       } catch (err) {
@@ -510,11 +519,11 @@ export class Libraries {
   }
 
   /**
-   * Empty storage slots in the order new, imported and homeless cartridges take them: first
-   * those that are nobody's home, then the home slots of cartridges in drives (each goes back
-   * to its own slot at unload, so those are taken only when the library is otherwise full).
+   * Empty storage slots that new, imported and homeless cartridges may take: not the home slot
+   * of a cartridge in a drive, which it goes back to at unload (taking it would leave that
+   * cartridge nowhere to go). `reserved` counts those. An explicit move may still use them.
    */
-  private async freeSlots(name: string): Promise<ElementStatus[]> {
+  private async freeSlots(name: string): Promise<{ free: ElementStatus[]; reserved: number }> {
     const elems = await this.elements(name);
     const homes = new Set<number>();
     for (const e of elems) {
@@ -523,13 +532,19 @@ export class Libraries {
       if (home !== null && home !== undefined) homes.add(home);
     }
     const empty = elems.filter((e) => e.type === 'slot' && e.barcode === null);
-    return [...empty.filter((e) => !homes.has(e.address)), ...empty.filter((e) => homes.has(e.address))];
+    const free = empty.filter((e) => !homes.has(e.address));
+    return { free, reserved: empty.length - free.length };
   }
 
   private async freeElement(lib: LibraryRecord, type: 'slot' | 'mailslot'): Promise<ElementRef> {
-    const free = type === 'slot' ? (await this.freeSlots(lib.name))[0] : (await this.elements(lib.name)).find((e) => e.type === type && e.barcode === null);
-    if (!free) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free ${type === 'slot' ? 'storage slot' : 'mail slot'}`);
-    return free;
+    if (type === 'mailslot') {
+      const mail = (await this.elements(lib.name)).find((e) => e.type === type && e.barcode === null);
+      if (!mail) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free mail slot: take the cartridges in its mail slots to the vault first (vtl library export ${lib.name} BARCODE --to-vault)`);
+      return mail;
+    }
+    const { free, reserved } = await this.freeSlots(lib.name);
+    if (free.length === 0) throw new LibraryError('NO_FREE_ELEMENT', `library ${lib.name} has no free storage slot${roomHint(lib.name, reserved)}`);
+    return free[0];
   }
 
   /** The changer's move, with its checks; unloads or mounts media on drive elements. */
@@ -673,4 +688,10 @@ export class Drive {
       position: s.medium?.isLoaded ? await s.medium.readPosition() : null,
     };
   }
+}
+
+/** What to do about a full library, naming the slots kept for cartridges in drives. */
+function roomHint(library: string, reserved: number): string {
+  const kept = reserved > 0 ? ` (${reserved} more ${reserved === 1 ? 'is the home slot' : 'are the home slots'} of cartridges in drives)` : '';
+  return `${kept}: export cartridges to make room (vtl library export ${library} BARCODE)`;
 }

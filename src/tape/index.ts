@@ -15,8 +15,9 @@
  * - Writing anywhere but EOD truncates the map and the stream there. WORM media accept writes
  *   only at EOD and refuse erase while retention holds (forever when no retention date is set).
  *   Any medium whose retention date lies ahead accepts writes only at EOD, refuses erase and
- *   deletion, and its date can be extended but not shortened, whoever asks.
- *   Write-protected media refuse every write and erase.
+ *   deletion, and its date can be extended but not shortened, whoever asks. On WORM, no date
+ *   is forever: a WORM medium holding data never gets a date, and may drop its date.
+ *   Write-protected media refuse every write and erase, and deletion once they hold data.
  * - Capacity counts logical bytes. Writes that end inside the early-warning zone succeed and
  *   report early warning; a write that would pass the end fails with VOLUME OVERFLOW.
  * - Every tape file (the bytes between filemarks) has a 128-bit streaming checksum stored in the

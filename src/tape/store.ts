@@ -175,7 +175,13 @@ export class TapeStore {
     }
     if (flags.retentionUntil !== undefined) {
       const until = checkDate(flags.retentionUntil);
-      if (retentionHolds(cfg) && cfg.retentionUntil !== null && (until === null || until < cfg.retentionUntil)) {
+      // On WORM, no date means forever: a date shortens that (once it holds data), and going
+      // back to no date extends any date.
+      if (cfg.worm && cfg.retentionUntil === null && until !== null && !(await this.isBlank(id))) {
+        throw new Error(`medium ${id} is WORM and holds data with no retention date: it is kept forever, and a retention date would shorten that`);
+      }
+      const longer = until === null ? cfg.worm : cfg.retentionUntil !== null && until >= cfg.retentionUntil;
+      if (retentionHolds(cfg) && cfg.retentionUntil !== null && !longer) {
         throw new Error(`medium ${id} is under retention until ${cfg.retentionUntil}: its retention can be extended but not shortened`);
       }
       next.retentionUntil = until;
@@ -183,6 +189,12 @@ export class TapeStore {
     await this.media.put(id, next);
     Object.assign(cfg, next); // a loaded medium shares this object
     return cfg;
+  }
+
+  /** Nothing was ever written to the medium (or it was erased): end of data at BOT. */
+  private async isBlank(id: string): Promise<boolean> {
+    const geo = this.loaded.get(id)?.eod ?? (await this.geos.get(id));
+    return !geo || geo.eodLba === 0;
   }
 
   /** Loads a medium: the returned handle is positioned at BOT. */
@@ -218,6 +230,9 @@ export class TapeStore {
     const geo = await this.geos.get(id);
     // A WORM medium without a date holds its data forever; one never written holds nothing.
     const blank = !geo || geo.eodLba === 0;
+    if (cfg.writeProtected && !blank) {
+      throw new Error(`medium ${id} is write protected and holds data: clear write protect first (vtl cartridge protect ${id} --off) if it really is to go`);
+    }
     if (cfg.worm && cfg.retentionUntil === null && !blank) {
       throw new Error(`medium ${id} is WORM and holds data with no retention date: it is kept forever and cannot be deleted`);
     }

@@ -173,7 +173,7 @@ describe('cartridges and the changer', () => {
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'LD0001L7')).toMatchObject({ type: 'slot', address: 1025 });
   });
 
-  test('the home slot of a loaded cartridge is taken last: new cartridges go elsewhere, unload goes home', async () => {
+  test('the home slot of a loaded cartridge is kept for it: new cartridges go elsewhere, unload goes home', async () => {
     const lib = await libs.createLibrary({ name: name(), drives: 2, slots: 4, mailslots: 0 });
     await libs.createCartridges({ library: lib.name, barcodes: ['HM0001L7', 'HM0002L7'] });
     await libs.load(lib.name, 0, 'HM0001L7'); // its home is slot 0 (1025), empty now
@@ -181,10 +181,17 @@ describe('cartridges and the changer', () => {
     expect(made.map((c) => c.location)).toMatchObject([{ kind: 'slot', address: 1027 }, { kind: 'slot', address: 1028 }]);
     await libs.unload(lib.name, 0);
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'HM0001L7')).toMatchObject({ type: 'slot', address: 1025 });
-    // a library full but for a home slot: that slot is used, and its cartridge unloads to another
+    // a library full but for the home slots of loaded cartridges takes no more, saying why
     await libs.load(lib.name, 0, 'HM0001L7');
     await libs.load(lib.name, 1, 'HM0002L7');
-    expect((await libs.createCartridges({ library: lib.name, barcodes: ['HM0005L7'] }))[0].location).toMatchObject({ kind: 'slot', address: 1025 });
+    await rejectsWith(
+      libs.createCartridges({ library: lib.name, barcodes: ['HM0005L7'] }),
+      'NO_FREE_ELEMENT',
+      /has 0 free slots for 1 cartridge \(2 more are the home slots of cartridges in drives\): export cartridges to make room \(vtl library export .* BARCODE\)/,
+    );
+    // an explicit move may fill a home slot; its cartridge then unloads to a free one
+    await libs.unload(lib.name, 1);
+    await libs.move(lib.name, 1026, 1025);
     await libs.unload(lib.name, 0);
     expect((await libs.elements(lib.name)).find((e) => e.barcode === 'HM0001L7')).toMatchObject({ type: 'slot', address: 1026 });
   });
@@ -212,6 +219,9 @@ describe('cartridges and the changer', () => {
     const drive = await libs.drive(lib.name, 0);
     let m = await drive.open();
     expect((await m.write(Buffer.alloc(10))).sense).toMatchObject({ key: 'DATA PROTECT', asc: 0x27 });
+    // neither write protect nor retention changes while a session has the cartridge open
+    await rejectsWith(libs.updateCartridge('WP0001L7', { writeProtected: false }), 'IN_USE', /open session: change its write protect or retention once the session ends/);
+    await rejectsWith(libs.updateCartridge('WP0001L7', { retentionUntil: new Date(Date.now() + 3_600_000).toISOString() }), 'IN_USE');
     await drive.close();
     await libs.unload(lib.name, 0);
 
@@ -229,13 +239,40 @@ describe('cartridges and the changer', () => {
     await libs.deleteCartridge('WM0002LX');
     await rejectsWith(libs.getCartridge('WM0002LX'), 'NOT_FOUND');
     await rejectsWith(libs.createCartridges({ library: lib.name, barcodes: ['WM0003L7'], worm: true }), 'INVALID', /ends in L7, a non-WORM LTO-7 suffix, but worm is true: a WORM LTO-7 barcode ends in LX/);
-    await libs.updateCartridge('WM0001LX', { retentionUntil: past });
-    expect((await libs.getCartridge('WM0001LX')).state).toBe('expired');
-    const erased = await libs.eraseCartridge('WM0001LX');
+    // no date on WORM data is forever: any date (past or ahead) would shorten it
+    const ahead = new Date(Date.now() + 86_400_000).toISOString();
+    for (const d of [past, ahead]) await rejectsWith(libs.updateCartridge('WM0001LX', { retentionUntil: d }), 'INVALID', /kept forever, and a retention date would shorten that/);
+    expect((await libs.getCartridge('WM0001LX')).retentionUntil).toBeNull();
+    // a WORM cartridge with a date may go back to forever, not to an earlier date
+    await libs.createCartridges({ library: lib.name, barcodes: ['WM0004LX'], retentionUntil: ahead });
+    await rejectsWith(libs.updateCartridge('WM0004LX', { retentionUntil: past }), 'INVALID', /extended but not shortened/);
+    expect((await libs.updateCartridge('WM0004LX', { retentionUntil: null })).retentionUntil).toBeNull();
+    // write protect keeps a cartridge holding data from being deleted, until it is cleared
+    await libs.updateCartridge('WM0004LX', { writeProtected: true });
+    await libs.deleteCartridge('WM0004LX'); // blank: nothing to protect
+    await libs.createCartridges({ library: lib.name, barcodes: ['WP0002L7'] });
+    await libs.load(lib.name, 0, 'WP0002L7');
+    m = await drive.open();
+    await m.write(Buffer.alloc(10, 2));
+    await drive.close({ rewind: true });
+    await libs.unload(lib.name, 0);
+    await libs.updateCartridge('WP0002L7', { writeProtected: true });
+    await rejectsWith(libs.deleteCartridge('WP0002L7'), 'DATA_PROTECT', /write protected and holds data: clear write protect first \(vtl cartridge protect WP0002L7 --off\)/);
+    await libs.updateCartridge('WP0002L7', { writeProtected: false });
+    await libs.deleteCartridge('WP0002L7');
+    // a WORM cartridge whose date has passed (created so here) may be erased, and then go
+    await libs.createCartridges({ library: lib.name, barcodes: ['WM0005LX'], retentionUntil: past });
+    await libs.load(lib.name, 0, 'WM0005LX');
+    m = await drive.open();
+    await m.write(Buffer.alloc(10, 1));
+    await drive.close({ rewind: true });
+    await libs.unload(lib.name, 0);
+    expect((await libs.getCartridge('WM0005LX')).state).toBe('expired');
+    const erased = await libs.eraseCartridge('WM0005LX');
     expect(erased).toMatchObject({ state: 'scratch', logicalBytes: 0 });
-    await libs.deleteCartridge('WM0001LX');
-    await rejectsWith(libs.getCartridge('WM0001LX'), 'NOT_FOUND');
-    expect((await libs.elements(lib.name)).filter((e) => e.barcode).map((e) => e.barcode)).toEqual(['WP0001L7']);
+    await libs.deleteCartridge('WM0005LX');
+    await rejectsWith(libs.getCartridge('WM0005LX'), 'NOT_FOUND');
+    expect((await libs.elements(lib.name)).filter((e) => e.barcode).map((e) => e.barcode)).toEqual(['WP0001L7', 'WM0001LX']);
   });
 
   test('a full cartridge reports state full', async () => {
