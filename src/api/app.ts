@@ -73,6 +73,8 @@ export interface ApiContext extends ApiDeps {
 declare module 'fastify' {
   interface FastifyRequest {
     token?: TokenRecord;
+    /** What a successful mutation changed, for its audit entry (routes that know set it). */
+    auditDetail?: string;
   }
   interface FastifyContextConfig {
     access?: Access;

@@ -99,3 +99,33 @@ test('appends from concurrent requests keep one chain, and the chain survives a 
   await call(t, 'POST', '/api/v1/tokens', { name: 'after', role: 'auditor' });
   expect((await call(t, 'GET', '/api/v1/audit/verify')).body).toEqual({ intact: true, entries: 26, problem: null });
 });
+
+test('cartridge changes, erases and deletes say in their entry what they changed or destroyed', async () => {
+  expect((await call(t, 'POST', '/api/v1/cartridges', { library: 'al', barcodes: ['AU0001L7'] }, ops.token)).status).toBe(201);
+  expect((await call(t, 'POST', '/api/v1/libraries/al/drives/0/load', { barcode: 'AU0001L7' }, ops.token)).status).toBe(200);
+  const put = await fetch(`${t.url}/api/v1/libraries/al/drives/0/file`, { method: 'PUT', headers: { authorization: `Bearer ${ops.token}`, 'content-type': 'application/octet-stream' }, body: Buffer.alloc(5000, 1) });
+  expect(put.status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/libraries/al/drives/0/unload', undefined, ops.token)).status).toBe(200);
+  const until = new Date(Date.now() + 3_600_000).toISOString();
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/AU0001L7', { writeProtected: true, retentionUntil: until }, ops.token)).status).toBe(200);
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/AU0001L7', { writeProtected: false }, ops.token)).status).toBe(200);
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/AU0001L7', { retentionUntil: null }, ops.token)).status).toBe(400);
+  const entries = async (): Promise<AuditEntry[]> => (await call(t, 'GET', '/api/v1/audit?actor=ops&limit=1000', undefined, auditor)).body.items.filter((e: AuditEntry) => e.target.startsWith('/api/v1/cartridges/AU0001L7'));
+  let e = await entries();
+  expect(e.map((x) => [x.result, x.detail])).toEqual([
+    ['ok', `writeProtected false -> true; retentionUntil none -> ${until}`],
+    ['ok', 'writeProtected true -> false'],
+    ['error', expect.stringMatching(/extended but not shortened/)],
+  ]);
+  // a cartridge without retention: erase and delete record what was there
+  expect((await call(t, 'POST', '/api/v1/cartridges', { library: 'al', barcodes: ['AU0002L7'] }, ops.token)).status).toBe(201);
+  expect((await call(t, 'POST', '/api/v1/libraries/al/drives/0/load', { barcode: 'AU0002L7' }, ops.token)).status).toBe(200);
+  const put2 = await fetch(`${t.url}/api/v1/libraries/al/drives/0/file`, { method: 'PUT', headers: { authorization: `Bearer ${ops.token}`, 'content-type': 'application/octet-stream' }, body: Buffer.alloc(7000, 2) });
+  expect(put2.status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/libraries/al/drives/0/unload', undefined, ops.token)).status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/cartridges/AU0002L7/erase', undefined, ops.token)).status).toBe(200);
+  expect((await call(t, 'DELETE', '/api/v1/cartridges/AU0002L7', undefined, ops.token)).status).toBe(200);
+  e = (await call(t, 'GET', '/api/v1/audit?actor=ops&limit=1000', undefined, auditor)).body.items.filter((x: AuditEntry) => x.target.startsWith('/api/v1/cartridges/AU0002L7'));
+  expect(e.map((x) => x.detail)).toEqual(['erased 7000 bytes in 1 tape file', 'deleted 0 bytes in 0 tape files']);
+  expect((await verify()).intact).toBe(true);
+});

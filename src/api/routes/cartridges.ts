@@ -124,23 +124,50 @@ export async function cartridgeRoutes(app: FastifyInstance, ctx: ApiContext): Pr
       },
       response: { 200: cartridgeSchema, ...errors },
     },
-    handler: async (req) => libs.updateCartridge(req.params.barcode, req.body),
+    handler: async (req) => {
+      const before = await libs.getCartridge(req.params.barcode);
+      const after = await libs.updateCartridge(req.params.barcode, req.body);
+      req.auditDetail = flagChanges(before, after);
+      return after;
+    },
   });
 
   app.post<Bc>('/api/v1/cartridges/:barcode/erase', {
     config: { access: 'operator' },
     schema: { summary: 'erase the whole cartridge (its data becomes garbage)', tags, params: bcParams, response: { 200: cartridgeSchema, ...errors } },
-    handler: async (req) => libs.eraseCartridge(req.params.barcode),
+    handler: async (req) => {
+      const before = await libs.getCartridge(req.params.barcode);
+      const after = await libs.eraseCartridge(req.params.barcode);
+      req.auditDetail = `erased ${holding(before)}`;
+      return after;
+    },
   });
 
   app.delete<Bc>('/api/v1/cartridges/:barcode', {
     config: { access: 'operator' },
     schema: { summary: 'delete a cartridge that is not in a drive (its data becomes garbage)', tags, params: bcParams, response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...errors } },
     handler: async (req) => {
+      const before = await libs.getCartridge(req.params.barcode);
       await libs.deleteCartridge(req.params.barcode);
+      req.auditDetail = `deleted ${holding(before)}`;
       return { ok: true };
     },
   });
+}
+
+/** The audit detail of a PATCH: each flag that changed, old and new value. */
+function flagChanges(before: Cartridge, after: Cartridge): string {
+  const shown = (v: string | boolean | null) => (v === null ? 'none' : String(v));
+  const parts: string[] = [];
+  if (before.writeProtected !== after.writeProtected) parts.push(`writeProtected ${before.writeProtected} -> ${after.writeProtected}`);
+  if (before.retentionUntil !== after.retentionUntil) parts.push(`retentionUntil ${shown(before.retentionUntil)} -> ${shown(after.retentionUntil)}`);
+  return parts.join('; ') || 'no change';
+}
+
+/** What a cartridge held, for the audit detail of an erase or delete. */
+function holding(c: Cartridge): string {
+  const flags = [c.worm ? 'WORM' : '', c.retentionUntil ? `retention until ${c.retentionUntil}` : ''].filter(Boolean);
+  return `${c.logicalBytes} bytes in ${c.files} tape file${c.files === 1 ? '' : 's'}${flags.length ? ` (${flags.join(', ')})` : ''}`;
 }
 
 function sortCartridges(list: Cartridge[], key: SortKey, order: 'asc' | 'desc'): void {

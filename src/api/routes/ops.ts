@@ -382,7 +382,7 @@ export function auditHook(app: FastifyInstance, audit: AuditLog): void {
       target: req.url.split('?')[0],
       status,
       result: status < 400 ? 'ok' : 'error',
-      detail: status < 400 ? null : errorCode(payload),
+      detail: status < 400 ? (req.auditDetail ?? null) : errorCode(payload),
     });
     return payload;
   });
