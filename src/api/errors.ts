@@ -45,7 +45,9 @@ const SENSE_STATUS: Record<string, { status: number; code: string }> = {
 
 export function senseError(sense: Sense | undefined, what: string): ApiError {
   const m = SENSE_STATUS[sense?.key ?? ''] ?? { status: 500, code: 'TAPE_ERROR' };
-  return new ApiError(m.status, m.code, `${what}: ${sense?.message ?? 'the drive reported a failure'}`);
+  // Write protect is the operator's own switch: say where it is.
+  const hint = sense?.key === 'DATA PROTECT' && sense.asc === 0x27 ? ' (clear it with vtl cartridge protect BARCODE --off)' : '';
+  return new ApiError(m.status, m.code, `${what}: ${sense?.message ?? 'the drive reported a failure'}${hint}`);
 }
 
 /** Throws the matching ApiError when a tape operation failed. */

@@ -210,7 +210,7 @@ export class Libraries {
       for (const b of barcodes) {
         if (seen.has(b)) throw new LibraryError('INVALID', `barcode ${b} is listed twice`);
         seen.add(b);
-        if ((await this.carts.get(b)) || (await this.tapes.exists(b))) throw new LibraryError('EXISTS', `barcode ${b} is already in use`);
+        if ((await this.carts.get(b)) || (await this.tapes.exists(b))) throw new LibraryError('EXISTS', `barcode ${b} is already in use (${await this.whereIs(b)}): choose another barcode`);
       }
       let slots: ElementRef[] = [];
       if (spec.library !== undefined) {
@@ -511,6 +511,14 @@ export class Libraries {
     return this.drives.get(`${library}/${address}`);
   }
 
+  /** Where a barcode in use is, in words (a medium may exist without a cartridge record: a replica). */
+  private async whereIs(barcode: string): Promise<string> {
+    const rec = await this.carts.get(barcode);
+    if (!rec) return 'by a medium of this installation, not in any library';
+    const l = await this.locationOf(rec);
+    return l.kind === 'vault' ? 'in the vault' : `in ${l.kind === 'mailslot' ? 'mail slot' : l.kind} ${l.index} of ${l.library}`;
+  }
+
   private async locationOf(rec: CartridgeRecord): Promise<Location> {
     if (rec.library === null || rec.address === null) return { kind: 'vault' };
     const lib = await this.getLibrary(rec.library);
@@ -553,7 +561,7 @@ export class Libraries {
     if (!code) throw new LibraryError('SOURCE_EMPTY', `element ${src.address} (${src.type} ${src.index}) of ${lib.name} is empty`);
     if (src.address === dst.address) return;
     const there = await this.elems.get(elemKey(lib.name, dst.address));
-    if (there) throw new LibraryError('DESTINATION_FULL', `element ${dst.address} (${dst.type} ${dst.index}) of ${lib.name} holds ${there}`);
+    if (there) throw new LibraryError('DESTINATION_FULL', `element ${dst.address} (${dst.type} ${dst.index}) of ${lib.name} holds ${there}${dst.type === 'drive' ? ': unload it first' : ': move it elsewhere first, or choose an empty element'}`);
     const rec = await this.cartridge(code);
     if (src.type === 'drive') {
       const s = await this.driveState(lib.name, src.address);
