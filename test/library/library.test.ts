@@ -102,7 +102,7 @@ describe('barcodes', () => {
     const a = await libs.createLibrary({ name: name(), drives: 1, slots: 2, mailslots: 0 });
     const b = await libs.createLibrary({ name: name(), drives: 1, slots: 2, mailslots: 0 });
     await libs.createCartridges({ library: a.name, barcodes: ['UNQ001L7'] });
-    await rejectsWith(libs.createCartridges({ library: b.name, barcodes: ['UNQ001L7'] }), 'EXISTS');
+    await rejectsWith(libs.createCartridges({ library: b.name, barcodes: ['UNQ001L7'] }), 'EXISTS', new RegExp(`barcode UNQ001L7 is already in use \\(in slot 0 of ${a.name}\\): choose another barcode`));
     await rejectsWith(libs.createCartridges({ barcodes: ['UNQ001L7'] }), 'EXISTS');
     // All or nothing: one taken barcode in a batch creates none of it.
     await rejectsWith(libs.createCartridges({ library: b.name, barcodes: ['UNQ002L7', 'UNQ001L7'] }), 'EXISTS');
@@ -140,7 +140,7 @@ describe('cartridges and the changer', () => {
     const m = await drive.open();
     await rejectsWith(libs.move(lib.name, 257, 1027), 'REMOVAL_PREVENTED');
     await rejectsWith(libs.unload(lib.name, 0), 'REMOVAL_PREVENTED');
-    await rejectsWith(libs.move(lib.name, 1026, 257), 'DESTINATION_FULL');
+    await rejectsWith(libs.move(lib.name, 1026, 257), 'DESTINATION_FULL', /holds .*: unload it first/);
     await rejectsWith(drive.open(), 'IN_USE');
     expect((await m.write(Buffer.alloc(1000, 1))).ok).toBe(true);
     await drive.close();
