@@ -71,7 +71,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody; in
     return { status, body: { error: err.code, message: err.message }, internal: false };
   }
   const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
-  if (e?.validation) return { status: 400, body: { error: 'INVALID', message: e.message ?? 'invalid request' }, internal: false };
+  if (e?.validation) return { status: 400, body: { error: 'INVALID', message: validationMessage(e) }, internal: false };
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     // fastify's own client errors (bad JSON, unsupported media type, body too large)
     return { status: e.statusCode, body: { error: clientCode(e.statusCode), message: e.message ?? 'bad request' }, internal: false };
@@ -84,4 +84,21 @@ function clientCode(status: number): string {
   if (status === 413) return 'TOO_LARGE';
   if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
   return 'INVALID';
+}
+
+/** What the patterns of schemas.ts mean, for people who do not read regular expressions. */
+const PATTERN_MEANING: Record<string, string> = {
+  '^[A-Z0-9]{1,16}$': 'a barcode: 1 to 16 capital letters A-Z and digits',
+  '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$': 'a name: up to 32 letters, digits, _ and -, starting with a letter or digit',
+};
+
+/**
+ * fastify's validation message, with the pattern a value failed told in words ("body/barcodes/0
+ * must match pattern ..." becomes "body/barcodes/0 must be a barcode: ...").
+ */
+function validationMessage(e: { validation?: unknown; message?: string }): string {
+  const first = Array.isArray(e.validation) ? (e.validation[0] as { keyword?: string; params?: { pattern?: string } }) : undefined;
+  const meaning = first?.keyword === 'pattern' ? PATTERN_MEANING[first.params?.pattern ?? ''] : undefined;
+  const msg = e.message ?? 'invalid request';
+  return meaning ? msg.replace(/must match pattern "[^"]*"/, `must be ${meaning}`) : msg;
 }

@@ -172,6 +172,9 @@ describe('errors', () => {
       expect({ m, p, status: r.status, error: r.body.error }).toEqual({ m, p, status, error: code });
       expect(typeof r.body.message).toBe('string');
     }
+    // a pattern is told in words, not as a regular expression
+    const lower = await call(t, 'POST', '/api/v1/cartridges', { library: 'lib1', barcodes: ['vt0099l7'] });
+    expect(lower.body).toEqual({ error: 'INVALID', message: 'body/barcodes/0 must be a barcode: 1 to 16 capital letters A-Z and digits' });
     const bad = await fetch(`${t.url}/api/v1/libraries`, { method: 'POST', headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/json' }, body: '{nope' });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: 'INVALID' });
@@ -183,6 +186,7 @@ describe('errors', () => {
     const r = await putFile(t, 'lib1', 0, Buffer.alloc(1000, 1));
     expect(r.status).toBe(409);
     expect(r.body.error).toBe('DATA_PROTECT');
+    expect(r.body.message).toMatch(/write protected \(clear it with vtl cartridge protect BARCODE --off\)/);
     expect((await call(t, 'GET', '/api/v1/cartridges/VT0002L7')).body).toMatchObject({ logicalBytes: 0, state: 'scratch' });
     expect((await call(t, 'GET', '/api/v1/libraries/lib1/drives/0')).body.open).toBe(false);
     const big = await putFile(t, 'lib1', 0, Buffer.alloc(10), 3 * 1024 * 1024);
