@@ -81,12 +81,14 @@ class SimhDecoder implements ImageDecoder {
     if (w === ERASE_GAP) return undefined;
     const cls = w >>> 28;
     const len = w & LENGTH;
-    if (cls === BAD && !this.acceptBad) {
-      throw this.fail(at, `record of ${len} bytes flagged bad (class 8): the source drive could not read it; import with acceptBadRecords to keep its data anyway`);
-    }
     if (cls !== GOOD && cls !== BAD) throw this.fail(at, `unsupported SIMH record class ${cls.toString(16).toUpperCase()} (word ${hex(w)})`);
+    // Lengths first: a garbage word must not send the user after a bad-record option that
+    // would fail next anyway.
     if (len > MAX_RECORD) throw this.fail(at, `record of ${len} bytes is over the ${MAX_RECORD}-byte maximum`);
     if (len === 0) throw this.fail(at, `record of 0 bytes (word ${hex(w)})`);
+    if (cls === BAD && !this.acceptBad) {
+      throw this.fail(at, `record of ${len} bytes flagged bad (class 8): the source drive could not read it; import with --accept-bad-records (acceptBadRecords=true in the API) to keep its data anyway`);
+    }
     this.word = { at, w, len };
     return undefined;
   }

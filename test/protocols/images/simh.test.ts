@@ -39,7 +39,8 @@ describe('simh malformed images and markers', () => {
     ['truncated data', Buffer.concat([rec5, w(100), Buffer.alloc(50)]), 14, /image ends inside a record/],
     ['length words disagree', Buffer.concat([rec5, r(d5, 5, 6)]), 24, /trailing length word 0x00000006 differs from the leading word 0x00000005 at byte 14/],
     ['record over 2 MiB', Buffer.concat([w(MAX_RECORD + 2), Buffer.alloc(16)]), 0, /record of 2097154 bytes is over the 2097152-byte maximum/],
-    ['bad-data record (error class 8)', Buffer.concat([rec5, r(d5, 0x80000005)]), 14, /flagged bad \(class 8\)/],
+    ['bad-data record (error class 8)', Buffer.concat([rec5, r(d5, 0x80000005)]), 14, /flagged bad \(class 8\).*import with --accept-bad-records/],
+    ['a bad-data word with a length over 2 MiB is told as too long', Buffer.concat([w(0x80000000 + MAX_RECORD + 2), Buffer.alloc(16)]), 0, /over the 2097152-byte maximum/],
     ['private record class', r(d5, 0x70000005), 0, /unsupported SIMH record class 7/],
     ['garbage after the end-of-medium marker', Buffer.concat([rec5, w(0), w(0xffffffff), Buffer.from('junk')]), 22, /after the end-of-medium marker at byte 18/],
   ])('%s', (_name, image, offset, reason) => rejects(image, offset, reason));
