@@ -15,6 +15,13 @@
  *   error, as st reports them). While a client reads records one after another, the next
  *   record is read ahead; any other command first puts the tape back where the client left it.
  *   At most one record is in flight either way.
+ * - End of medium, as st (Documentation/scsi/st.rst): the write that reaches the early-warning
+ *   zone is finished and returns its count; the next write fails with ENOSPC and is not stored
+ *   (a multi-volume tar rewrites that record on the next volume); the one after is written (a
+ *   trailer), and from then on ENOSPC and written counts alternate until the physical end, where
+ *   the write fails with ENOSPC. Filemarks (and close's) are written in the zone; any command
+ *   but a write (or S, L, nop, setblk, tell) ends the alternation, as it resets st's EOM state.
+ *   S reports GMT_EOT past the early-warning point.
  * - For the `vtl rmt` bridge (see bridge.ts): `writeCredit` says how many bytes of further
  *   records a client may be told are written before they are (never into the early-warning
  *   zone), and `undoReads` takes back the client's last reads exactly (position and st's read
@@ -56,6 +63,7 @@ export const MAX_UNDO = 256;
 /** What a read changes besides the position: restored when it is taken back. */
 interface ReadState {
   writing: boolean;
+  eomRefuseNext: boolean;
   eodSeen: boolean;
   filemarkPending: boolean;
   residue: number;
@@ -113,6 +121,12 @@ export class TapeDevice {
   /** A fixed-block read stopped at a filemark: the next read returns 0 bytes. */
   private filemarkPending = false;
   private residue = 0;
+  /**
+   * st's ST_EOM_OK: the last write met the end of medium (early warning or the physical end),
+   * so the next write is refused with ENOSPC without reaching the tape; the one after may
+   * proceed again. Cleared by the refusal and by any command but a write.
+   */
+  private eomRefuseNext = false;
   private closed = false;
   /** The record being stored behind the client's back, and its error if it failed. */
   private pendingWrite: Promise<void> | undefined;
@@ -179,6 +193,13 @@ export class TapeDevice {
       this.moved();
       const bs = this.medium.blockSize;
       if (bs > 0 && data.length % bs !== 0) throw new RmtError('EINVAL', `${data.length} bytes is not a whole number of ${bs}-byte blocks`);
+      if (this.eomRefuseNext) {
+        // st refuses this one so the program learns of the end of medium, and lets the next
+        // one through (room for a trailer). Nothing of it is stored: the program writes it
+        // again, on the next volume.
+        this.eomRefuseNext = false;
+        throw new RmtError('ENOSPC', 'end of medium: the cartridge is past its early-warning point or full; this record was not written, the next write may write a trailer');
+      }
       streaming = this.writing && this.farFromEnd();
       stored = this.medium.write(data);
       if (done) stored.then(done, done);
@@ -193,10 +214,17 @@ export class TapeDevice {
       this.pendingWrite = stored.then(
         (r) => {
           this.residue = r.residue;
-          if (!r.ok || r.transferred !== data.length) this.deferred = errnoOf(r);
+          if (!r.ok || r.transferred !== data.length) {
+            this.deferred = errnoOf(r);
+            this.uncounted(data.length, r.transferred);
+          }
+          // Cannot happen while streaming stays clear of the zone; if it did, the client was
+          // told the count already, which is st's answer, and the next write must be refused.
+          else if (r.eom) this.eomRefuseNext = true;
         },
         (err: Error) => {
           this.deferred = new RmtError('EIO', err.message);
+          this.uncounted(data.length, 0);
         },
       );
       return data.length;
@@ -204,6 +232,9 @@ export class TapeDevice {
     const r = await stored;
     this.residue = r.residue;
     this.noteRefusal('write', r);
+    // Early warning (the record is written and its count returned) or the physical end (ENOSPC,
+    // or in fixed-block mode the blocks that fit): st refuses the next write either way.
+    if (r.eom) this.eomRefuseNext = true;
     if (!r.ok && r.transferred === 0) throw errnoOf(r);
     this.writing = true;
     this.counted(r.transferred);
@@ -213,6 +244,12 @@ export class TapeDevice {
   private counted(bytes: number): void {
     this.changes.records++;
     this.changes.bytes += bytes;
+  }
+
+  /** A streamed record counted when acknowledged, that then failed: the audit counts what was stored. */
+  private uncounted(bytes: number, stored: number): void {
+    if (stored === 0) this.changes.records--;
+    this.changes.bytes -= bytes - stored;
   }
 
   private farFromEnd(): boolean {
@@ -228,7 +265,7 @@ export class TapeDevice {
    */
   writeCredit(): number {
     const m = this.medium;
-    if (!this.writing || this.deferred || !m.isLoaded || m.blockSize !== 0) return 0;
+    if (!this.writing || this.deferred || this.eomRefuseNext || !m.isLoaded || m.blockSize !== 0) return 0;
     const inFlight = this.pendingWrite ? this.pendingBytes : 0;
     const room = m.cfg.capacity - m.cfg.earlyWarning - m.eod.eodByte - inFlight - 2 * MAX_TRANSFER;
     return Math.max(0, Math.min(WRITE_WINDOW, room));
@@ -265,7 +302,7 @@ export class TapeDevice {
 
   /** One read(2) of `length` bytes (0 moves nothing and returns nothing). */
   async read(length: number): Promise<Buffer> {
-    const entry: ReadEntry = { moved: 0, before: { writing: this.writing, eodSeen: this.eodSeen, filemarkPending: this.filemarkPending, residue: this.residue } };
+    const entry: ReadEntry = { moved: 0, before: { writing: this.writing, eomRefuseNext: this.eomRefuseNext, eodSeen: this.eodSeen, filemarkPending: this.filemarkPending, residue: this.residue } };
     if (this.journal.push(entry) > MAX_UNDO) this.journal.shift();
     if (this.flags.access === 'write') throw new RmtError('EBADF', 'the device is open for writing only');
     if (length === 0) return Buffer.alloc(0);
@@ -278,6 +315,7 @@ export class TapeDevice {
     } else {
       await this.settle();
       this.writing = false;
+      this.eomRefuseNext = false;
       if (this.filemarkPending) {
         this.filemarkPending = false;
         return Buffer.alloc(0);
@@ -333,6 +371,7 @@ export class TapeDevice {
     if (undone.length > 0) {
       const s = undone[0].before;
       this.writing = s.writing;
+      this.eomRefuseNext = s.eomRefuseNext;
       this.eodSeen = s.eodSeen;
       this.filemarkPending = s.filemarkPending;
       this.residue = s.residue;
@@ -370,7 +409,12 @@ export class TapeDevice {
     if (op === undefined) throw new RmtError('EINVAL', `unknown ${this.name.dialect === 'linux' ? 'MTIOCTOP' : 'STIOCTOP'} operation ${opcode}`);
     if (!Number.isSafeInteger(count) || Math.abs(count) > 0x7fffffff) throw new RmtError('EINVAL', `count ${count} is out of range`);
     if (this.writing && FILEMARK_FIRST.has(op)) await this.check(await this.medium.writeFilemarks(1));
-    if (!KEEPS_WRITING.has(op)) this.writing = false;
+    if (!KEEPS_WRITING.has(op)) {
+      this.writing = false;
+      // st's EOM state ends with the op (a filemark written in the zone included): the next
+      // write goes to the tape again, and meets early warning again if still in the zone.
+      this.eomRefuseNext = false;
+    }
     this.moved();
     return this.operate(op, count);
   }
