@@ -4,7 +4,7 @@
  * errors a person can act on: server not running, token refused, the server's own message.
  */
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -110,7 +110,10 @@ export class ApiClient {
     if (this.auth.token) h.authorization = `Bearer ${this.auth.token}`;
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method, headers: h });
     return new Promise((resolve, reject) => {
-      req.on('response', resolve);
+      req.on('response', (res: IncomingMessage) => {
+        if (body !== undefined && !Buffer.isBuffer(body) && !req.writableFinished) stopUpload(req, body, res);
+        resolve(res);
+      });
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH') {
           reject(new CliError(`cannot reach the vtl server at ${this.url} (${err.code}): is \`vtl serve\` running? (--url or $VTL_URL)`));
@@ -136,6 +139,21 @@ export class ApiClient {
     if (status === 403) return new CliError(`not allowed: ${msg}`, status, body.error);
     return new CliError(msg, status, body.error);
   }
+}
+
+/**
+ * The server answered an upload before it had all of the body: it refused it (vtl answers a
+ * success only after the last byte). Sending the rest would not help and cannot work: once the
+ * response is complete Node's client no longer passes the socket's 'drain' on to the request,
+ * so the piped body stalls, and the still-open socket keeps the CLI alive until the server's
+ * keep-alive timeout closes it (72 s). So stop reading the input at once, and close the
+ * connection as soon as the answer has been read (not before: the message is what we show).
+ * The server has already rolled back whatever it had written when it answered.
+ */
+function stopUpload(req: ClientRequest, body: Readable, res: IncomingMessage): void {
+  body.unpipe(req);
+  body.destroy();
+  res.once('end', () => req.destroy());
 }
 
 async function readAll(res: IncomingMessage): Promise<string> {

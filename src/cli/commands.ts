@@ -281,10 +281,16 @@ function registerDrive(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (lib: string, n: number, file: string | undefined, o) => {
       const size = file && file !== '-' ? (await stat(file)).size : undefined;
-      const input: Readable = file && file !== '-' ? createReadStream(file, { highWaterMark: 1 << 20 }) : process.stdin;
+      const fromFile = file !== undefined && file !== '-';
+      const input: Readable = fromFile ? createReadStream(file, { highWaterMark: 1 << 20 }) : process.stdin;
       const bar = progress(size);
-      const r = await client(o).upload<Obj>(`/api/v1/libraries/${enc(lib)}/drives/${n}/file?blockSize=${o.blockSize}`, input.pipe(counter(bar)), size);
-      bar?.stop();
+      let r: Obj;
+      try {
+        r = await client(o).upload<Obj>(`/api/v1/libraries/${enc(lib)}/drives/${n}/file?blockSize=${o.blockSize}`, input.pipe(counter(bar)), size);
+      } finally {
+        bar?.stop(); // also on a refusal: a running bar redraws (and hides the cursor) until stopped
+        if (fromFile) input.destroy(); // the server may answer before it has read everything
+      }
       if (o.json) return json(r);
       out(`wrote tape file ${r.file}: ${r.bytes} bytes in ${r.records} records of ${r.blockSize}${r.earlyWarning ? ' (early warning: the cartridge is nearly full)' : ''}`);
     });
