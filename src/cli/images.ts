@@ -63,6 +63,8 @@ async function importCommand(file: string, o: Obj): Promise<void> {
       `(${sum.format} image of ${bytes(sum.bytes)}; blocks ${sum.startLba}..${sum.endLba})`,
   );
   if (sum.badRecords > 0) process.stderr.write(`vtl: warning: ${sum.badRecords} records were flagged bad in the image (first at byte ${sum.badRecordOffsets[0]})\n`);
+  // An empty image is a blank tape's, so it imports (as nothing); it is also what a failed copy leaves.
+  if (sum.bytes === 0) process.stderr.write(`vtl: warning: ${file === '-' ? 'the input' : file} is empty: nothing was imported (check the copy if a blank tape was not meant)\n`);
 }
 
 async function exportCommand(barcode: string, o: Obj): Promise<void> {

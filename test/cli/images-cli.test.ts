@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 /** Runs one CLI command in this process; returns its stdout, or the error it failed with. */
-async function vtl(args: string[], url = t.url): Promise<{ out: string; error?: string }> {
+async function vtl(args: string[], url = t.url): Promise<{ out: string; error?: string; stderr: string }> {
   return runCli([...args, '--url', url, '--token-file', t.server.adminTokenFile]);
 }
 
@@ -59,6 +59,15 @@ test('convert: export simh, import it into a second cartridge, export aws again:
   const back = join(work, 'conv.aws');
   expect((await vtl(['export', 'VT0002L7', '--format', 'aws', '-o', back, '--json'])).out).toContain('"bytes"');
   expect((await readFile(back)).equals(encode(CODECS.aws, TAPE))).toBe(true);
+});
+
+test('an empty image imports as a blank tape, with a warning (a failed copy is often empty)', async () => {
+  const file = join(work, 'empty.aws');
+  await writeFile(file, Buffer.alloc(0));
+  const r = await vtl(['import', file, '--barcode', 'VT0004L7', '--format', 'aws']);
+  expect(r.error).toBeUndefined();
+  expect(r.out).toMatch(/0 records, 0 tapemarks/);
+  expect(r.stderr).toBe(`vtl: warning: ${file} is empty: nothing was imported (check the copy if a blank tape was not meant)\n`);
 });
 
 test('raw with --block-size and --append; export one file with --file', async () => {
