@@ -276,17 +276,21 @@ function registerDrive(program: Command): void {
       if (o.json) return json(items);
       out(table(['drive', 'address', 'cartridge', 'session', 'file', 'block', 'lba'], items.map((d) => [d.index, d.address, d.barcode, d.open ? 'open' : '-', d.position?.file, d.position?.block, d.position?.lba])));
     });
-  api(drive.command('write').description('write FILE (or stdin) as one tape file at the drive position').argument('<library>').argument('<drive>', 'drive number', int).argument('[file]', 'input (default stdin)'))
+  api(drive.command('write').description('write FILE (or stdin) as one tape file at the drive position (refused where data follows it)').argument('<library>').argument('<drive>', 'drive number', int).argument('[file]', 'input (default stdin)'))
     .option('--block-size <bytes>', 'record size', int, 65536)
+    .option('--append', 'first space to end of data, so the file is added after the others')
+    .option('--overwrite', 'write at the position even where data follows (cutting it off, as on tape)')
     .option('--json', 'print JSON')
     .action(async (lib: string, n: number, file: string | undefined, o) => {
+      if (o.append && o.overwrite) throw new CliError('--append and --overwrite exclude each other');
+      if (o.append) await client(o).post(`/api/v1/libraries/${enc(lib)}/drives/${n}/space`, { kind: 'eod' });
       const size = file && file !== '-' ? (await stat(file)).size : undefined;
       const fromFile = file !== undefined && file !== '-';
       const input: Readable = fromFile ? createReadStream(file, { highWaterMark: 1 << 20 }) : process.stdin;
       const bar = progress(size);
       let r: Obj;
       try {
-        r = await client(o).upload<Obj>(`/api/v1/libraries/${enc(lib)}/drives/${n}/file?blockSize=${o.blockSize}`, input.pipe(counter(bar)), size);
+        r = await client(o).upload<Obj>(`/api/v1/libraries/${enc(lib)}/drives/${n}/file?blockSize=${o.blockSize}${o.overwrite ? '&overwrite=true' : ''}`, input.pipe(counter(bar)), size);
       } finally {
         bar?.stop(); // also on a refusal: a running bar redraws (and hides the cursor) until stopped
         if (fromFile) input.destroy(); // the server may answer before it has read everything

@@ -61,8 +61,11 @@ export async function call(t: { url: string; admin: string }, method: string, pa
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-export async function putFile(t: { url: string; admin: string }, lib: string, drive: number, data: Buffer, blockSize?: number): Promise<Reply> {
-  const q = blockSize ? `?blockSize=${blockSize}` : '';
+export async function putFile(t: { url: string; admin: string }, lib: string, drive: number, data: Buffer, blockSize?: number, overwrite = false): Promise<Reply> {
+  const params = new URLSearchParams();
+  if (blockSize) params.set('blockSize', String(blockSize));
+  if (overwrite) params.set('overwrite', 'true');
+  const q = params.size > 0 ? `?${params}` : '';
   const res = await fetch(`${t.url}/api/v1/libraries/${lib}/drives/${drive}/file${q}`, {
     method: 'PUT',
     headers: { authorization: `Bearer ${t.admin}`, 'content-type': 'application/octet-stream' },

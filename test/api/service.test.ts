@@ -193,6 +193,25 @@ describe('errors', () => {
     expect(big.status).toBe(400);
   });
 
+  test('a PUT where data follows the position is refused unless overwrite=true; the data stays', async () => {
+    await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/unload');
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'VT0005L7' })).status).toBe(200);
+    const first = randomBytes(70_000, 51);
+    expect((await putFile(t, 'lib1', 0, first)).status).toBe(200);
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/rewind')).status).toBe(200);
+    const refused = await putFile(t, 'lib1', 0, randomBytes(10, 52));
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ error: 'WOULD_OVERWRITE', message: expect.stringMatching(/at tape file 0 of VT0005L7, with data after it .*--append.*overwrite=true/) });
+    expect((await getFile(t, 'lib1', 0)).data.equals(first)).toBe(true);
+    // at end of data it writes; at BOT with overwrite=true it replaces everything
+    expect((await putFile(t, 'lib1', 0, randomBytes(100, 53))).body).toMatchObject({ file: 1 });
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/rewind')).status).toBe(200);
+    const second = randomBytes(5000, 54);
+    expect((await putFile(t, 'lib1', 0, second, undefined, true)).body).toMatchObject({ file: 0, bytes: 5000 });
+    expect((await call(t, 'GET', '/api/v1/cartridges/VT0005L7')).body).toMatchObject({ logicalBytes: 5000, files: 1 });
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/unload')).status).toBe(200);
+  });
+
   test('erase turns a cartridge back to scratch', async () => {
     await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/unload');
     const e = await call(t, 'POST', '/api/v1/cartridges/VT0001L7/erase');
@@ -226,6 +245,6 @@ describe('metrics and OpenAPI', () => {
       expect(['public', 'auditor', 'operator', 'admin']).toContain(op['x-vtl-access']);
     }
     expect(doc.paths['/api/v1/libraries'].post.requestBody.content['application/json'].schema.required).toEqual(['name', 'drives', 'slots', 'mailslots']);
-    expect(doc.paths['/api/v1/libraries/{lib}/drives/{n}/file'].put.parameters.map((x: { name: string }) => x.name)).toEqual(['lib', 'n', 'blockSize']);
+    expect(doc.paths['/api/v1/libraries/{lib}/drives/{n}/file'].put.parameters.map((x: { name: string }) => x.name)).toEqual(['lib', 'n', 'blockSize', 'overwrite']);
   });
 });

@@ -78,6 +78,14 @@ describe('vtl over the API', () => {
     const stats = JSON.parse((await vtl(['stats', '--json'])).out);
     expect(stats).toMatchObject({ libraries: 2, cartridges: 35, logicalBytes: data.length });
     expect((await vtl(['stats'])).out).toMatch(/^dedup ratio\s+\d+\.\d\dx$/m);
+    // after a load the drive is at BOT: a plain write would cut the data off and is refused;
+    // --append adds the file after the others
+    expect((await vtl(['load', 'lib1', '1', 'VT0003L7'])).out).toMatch(/loaded/);
+    expect((await vtl(['drive', 'write', 'lib1', '1', inFile])).error).toMatch(/with data after it .* writing there would cut that off\. Write at end of data \(vtl drive write --append\)/);
+    expect((await vtl(['drive', 'write', 'lib1', '1', inFile, '--append'])).out).toMatch(/^wrote tape file 1: /);
+    expect((await vtl(['drive', 'write', 'lib1', '1', inFile, '--append', '--overwrite'])).error).toMatch(/exclude each other/);
+    expect(JSON.parse((await vtl(['cartridge', 'show', 'VT0003L7', '--json'])).out)).toMatchObject({ files: 2, logicalBytes: 2 * data.length });
+    expect((await vtl(['unload', 'lib1', '1'])).out).toMatch(/unloaded/);
   });
 
   test('export to the vault and import back; protect and erase', async () => {

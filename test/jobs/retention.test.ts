@@ -50,7 +50,8 @@ test('a rewritable cartridge under retention refuses erase, overwrite, delete an
   }
   // overwriting from BOT (a new label, a new backup) is refused; the old data reads back
   expect((await call(t, 'POST', '/api/v1/libraries/rl/drives/1/load', { barcode: 'RT0001L7' })).status).toBe(200);
-  const over = await putFile(t, 'rl', 1, Buffer.from('VOL1NEWLABEL'));
+  expect((await putFile(t, 'rl', 1, Buffer.from('VOL1NEWLABEL'))).body.error).toBe('WOULD_OVERWRITE'); // not asked for
+  const over = await putFile(t, 'rl', 1, Buffer.from('VOL1NEWLABEL'), undefined, true);
   expect(over.status).toBe(409);
   expect(over.body.error).toBe('DATA_PROTECT');
   expect((await getFile(t, 'rl', 1)).data.length).toBe(200_000);

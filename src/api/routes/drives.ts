@@ -2,7 +2,8 @@
  * HTTP tape streams and positioning: a drive's session for tools without rmt.
  *
  * - `PUT .../file?blockSize=N` writes the request body as one tape file at the drive's
- *   position: records of N bytes (the last one may be shorter), then a filemark. The body is
+ *   position: records of N bytes (the last one may be shorter), then a filemark. Where data
+ *   follows the position it is refused (409 WOULD_OVERWRITE) unless `overwrite=true`. The body is
  *   read as a stream with backpressure (one record in hand at a time), so memory stays bounded
  *   whatever its size. The answer comes only after the filemark, a sync point. When the upload
  *   breaks off, the partial file is erased again (unless the medium is WORM) and nothing is
@@ -19,7 +20,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Drive } from '../../library/index.js';
-import { MAX_RECORD, type Medium, type SpaceKind, type TapeResult } from '../../tape/index.js';
+import { MAX_RECORD, type Medium, type SpaceKind, type TapePosition, type TapeResult } from '../../tape/index.js';
 import type { ApiContext } from '../app.js';
 import { ApiError, checkTape, senseError } from '../errors.js';
 import { errors, libName, positionSchema, tapeOpSchema } from '../schemas.js';
@@ -39,13 +40,20 @@ async function fileRoutes(app: FastifyInstance, ctx: ApiContext): Promise<void> 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
-  app.put<DriveP & { Querystring: { blockSize: number } }>('/api/v1/libraries/:lib/drives/:n/file', {
+  app.put<DriveP & { Querystring: { blockSize: number; overwrite: boolean } }>('/api/v1/libraries/:lib/drives/:n/file', {
     config: { access: 'operator' },
     schema: {
-      summary: 'append the request body as one tape file (records of blockSize, then a filemark)',
+      summary: 'write the request body as one tape file at the drive position (records of blockSize, then a filemark); refused where data follows unless overwrite=true',
       tags,
       params: driveParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { blockSize: { type: 'integer', minimum: 1, maximum: MAX_RECORD, default: DEFAULT_BLOCK } } },
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          blockSize: { type: 'integer', minimum: 1, maximum: MAX_RECORD, default: DEFAULT_BLOCK },
+          overwrite: { type: 'boolean', default: false, description: 'write even where data follows the position (it is cut off, as on tape)' },
+        },
+      },
       consumes: ['application/octet-stream'],
       response: {
         200: {
@@ -119,10 +127,11 @@ async function withSession<T>(ctx: ApiContext, p: { lib: string; n: number }, fn
   return out;
 }
 
-async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystring: { blockSize: number } }>, reply: FastifyReply) {
+async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystring: { blockSize: number; overwrite: boolean } }>, reply: FastifyReply) {
   const bs = req.query.blockSize;
   const result = await withSession(ctx, req.params, async (m) => {
     const start = await m.readPosition();
+    if (!req.query.overwrite) refuseOverwrite(m, start, req.params);
     let bytes = 0;
     let records = 0;
     let ew = false;
@@ -154,6 +163,9 @@ async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystri
       checkTape(await m.writeFilemarks(1), 'writing the filemark');
     } catch (err) {
       await rollBack(m, start.lba);
+      if (err instanceof ApiError && err.code === 'END_OF_MEDIUM') {
+        throw new ApiError(507, err.code, `the tape file does not fit on ${m.id}: it ran out of room after ${bytes} bytes, and the partial file was rolled back; write it to another cartridge (or with a larger capacity)`);
+      }
       if (err instanceof ApiError) throw err;
       if (req.raw.destroyed || (err as Error).message === 'aborted') {
         throw new ApiError(400, 'ABORTED', `the upload broke off after ${bytes} bytes; the partial tape file was rolled back`);
@@ -164,6 +176,21 @@ async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystri
     return { bytes, records, blockSize: bs, file: start.file, earlyWarning: ew, position: await m.readPosition() };
   });
   return reply.send(result);
+}
+
+/**
+ * Writing on tape cuts off everything after the position. A PUT is mostly meant to add a file,
+ * so it does not do that unasked (after a load the drive is at BOT).
+ */
+function refuseOverwrite(m: Medium, at: TapePosition, p: { lib: string; n: number }): void {
+  const eod = m.eod;
+  if (at.lba >= eod.eodLba) return;
+  throw new ApiError(
+    409,
+    'WOULD_OVERWRITE',
+    `drive ${p.n} of ${p.lib} is at tape file ${at.file} of ${m.id}, with data after it (the cartridge holds ${eod.eodByte} bytes and ${eod.filemarks} filemarks): ` +
+      `writing there would cut that off. Write at end of data (vtl drive write --append), or overwrite on purpose (--overwrite, overwrite=true)`,
+  );
 }
 
 /** Cuts a broken-off upload away so the tape ends where it did before the request. */
