@@ -210,6 +210,15 @@ describe('errors', () => {
     expect((await putFile(t, 'lib1', 0, second, undefined, true)).body).toMatchObject({ file: 0, bytes: 5000 });
     expect((await call(t, 'GET', '/api/v1/cartridges/VT0005L7')).body).toMatchObject({ logicalBytes: 5000, files: 1 });
     expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/unload')).status).toBe(200);
+    // a file that does not fit: rolled back, and said so
+    expect((await call(t, 'POST', '/api/v1/cartridges', { library: 'lib1', barcodes: ['SMALL1'], mediaType: 'custom', capacity: 100_000 })).status).toBe(201);
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'SMALL1' })).status).toBe(200);
+    const full = await putFile(t, 'lib1', 0, randomBytes(200_000, 55));
+    expect(full.status).toBe(507);
+    expect(full.body.message).toMatch(/^the tape file does not fit on SMALL1: it ran out of room after \d+ bytes, and the partial file was rolled back; write it to another cartridge/);
+    expect((await call(t, 'GET', '/api/v1/cartridges/SMALL1')).body).toMatchObject({ logicalBytes: 0 });
+    expect((await call(t, 'POST', '/api/v1/libraries/lib1/drives/0/unload')).status).toBe(200);
+    expect((await call(t, 'DELETE', '/api/v1/cartridges/SMALL1')).status).toBe(200);
   });
 
   test('erase turns a cartridge back to scratch', async () => {
