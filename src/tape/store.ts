@@ -230,7 +230,8 @@ export class TapeStore {
     const geo = await this.geos.get(id);
     // A WORM medium without a date holds its data forever; one never written holds nothing.
     const blank = !geo || geo.eodLba === 0;
-    if (cfg.writeProtected && !blank) {
+    // The operator's write protect, not a read-only replica's (its data lives on its source).
+    if (cfg.writeProtected && !cfg.readOnly && !blank) {
       throw new Error(`medium ${id} is write protected and holds data: clear write protect first (vtl cartridge protect ${id} --off) if it really is to go`);
     }
     if (cfg.worm && cfg.retentionUntil === null && !blank) {
