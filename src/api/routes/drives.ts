@@ -6,8 +6,8 @@
  *   follows the position it is refused (409 WOULD_OVERWRITE) unless `overwrite=true`. The body is
  *   read as a stream with backpressure (one record in hand at a time), so memory stays bounded
  *   whatever its size. The answer comes only after the filemark, a sync point. When the upload
- *   breaks off, the partial file is erased again (unless the medium is WORM) and nothing is
- *   reported as written.
+ *   breaks off or does not fit, the partial file is erased again and nothing is reported as
+ *   written; where it cannot be erased (WORM, retention) it stays, and the error says so.
  * - `GET .../file` streams the next tape file (up to its filemark, or end of data) and leaves
  *   the drive past that filemark, so repeated GETs read file after file. At end of data it
  *   answers 409 END_OF_DATA. A checksum mismatch met at the end of a file aborts the transfer
@@ -162,13 +162,13 @@ async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystri
       if (fill > 0) await writeRecord(rec.subarray(0, fill));
       checkTape(await m.writeFilemarks(1), 'writing the filemark');
     } catch (err) {
-      await rollBack(m, start.lba);
+      const partial = await rollBack(m, start.lba);
       if (err instanceof ApiError && err.code === 'END_OF_MEDIUM') {
-        throw new ApiError(507, err.code, `the tape file does not fit on ${m.id}: it ran out of room after ${bytes} bytes, and the partial file was rolled back; write it to another cartridge (or with a larger capacity)`);
+        throw new ApiError(507, err.code, `the tape file does not fit on ${m.id}: it ran out of room after ${bytes} bytes, and ${partial}; write it to another cartridge (or with a larger capacity)`);
       }
       if (err instanceof ApiError) throw err;
       if (req.raw.destroyed || (err as Error).message === 'aborted') {
-        throw new ApiError(400, 'ABORTED', `the upload broke off after ${bytes} bytes; the partial tape file was rolled back`);
+        throw new ApiError(400, 'ABORTED', `the upload broke off after ${bytes} bytes; ${partial}`);
       }
       throw err;
     }
@@ -193,14 +193,21 @@ function refuseOverwrite(m: Medium, at: TapePosition, p: { lib: string; n: numbe
   );
 }
 
-/** Cuts a broken-off upload away so the tape ends where it did before the request. */
-async function rollBack(m: Medium, lba: number): Promise<void> {
+/**
+ * Cuts a broken-off upload away so the tape ends where it did before the request, and says
+ * what became of the partial file: a WORM cartridge, or one under retention, keeps it.
+ */
+async function rollBack(m: Medium, lba: number): Promise<string> {
+  let why = 'the drive could not go back to where the file began';
   try {
     const r = await m.locate(lba);
-    if (r.ok && !m.cfg.worm) await m.erase();
-  } catch {
-    // The medium's own error handling already went back to its last sync point.
+    const e = r.ok ? await m.erase() : r;
+    if (!e.ok && e.sense) why = e.sense.message;
+  } catch (err) {
+    why = (err as Error).message; // the medium's own error handling went back to its last sync point
   }
+  if (m.eod.eodLba <= lba) return 'the partial file was rolled back';
+  return `the partial file stays on the cartridge (${why})`;
 }
 
 async function getFile(ctx: ApiContext, req: FastifyRequest<DriveP>, reply: FastifyReply) {
