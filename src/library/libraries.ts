@@ -313,7 +313,10 @@ export class Libraries {
     });
   }
 
-  /** Erases the whole cartridge (its data becomes garbage); not while a session has it open. */
+  /**
+   * Erases the whole cartridge (its data becomes garbage) and clears a retention date that has
+   * passed; not while a session has it open.
+   */
   eraseCartridge(barcode: string): Promise<Cartridge> {
     return this.locked(async () => {
       const rec = await this.cartridge(barcode);
@@ -327,6 +330,11 @@ export class Libraries {
         r = await this.tapes.erase(barcode);
       }
       if (!r.ok) throw new LibraryError('DATA_PROTECT', `cannot erase ${barcode}: ${r.sense?.message}`);
+      const after = await this.getCartridge(barcode);
+      if (after.retentionUntil === null || Date.parse(after.retentionUntil) > Date.now()) return after;
+      // Blank again, as the expire job leaves it: a date that has passed protects nothing now,
+      // and left in place it would read as a policy for the next backup.
+      await this.tapes.setFlags(barcode, { retentionUntil: null });
       return this.getCartridge(barcode);
     });
   }

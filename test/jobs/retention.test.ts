@@ -112,3 +112,20 @@ test('the expire job dates cartridges by policy and returns expired ones to scra
   expect(listed.total).toBe(3);
   expect(listed.items[0].requestedBy).toBe('admin');
 });
+
+test('a manual erase clears a date that has passed, as the expire job does, and keeps one still to come', async () => {
+  expect((await call(t, 'POST', '/api/v1/libraries/rl/drives/1/load', { barcode: 'RT0005L7' })).status).toBe(200);
+  expect((await putFile(t, 'rl', 1, randomBytes(50_000))).status).toBe(200);
+  expect((await call(t, 'POST', '/api/v1/libraries/rl/drives/1/unload', {})).status).toBe(200);
+  const past = new Date(Date.now() - DAY).toISOString();
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/RT0005L7', { retentionUntil: past })).status).toBe(200);
+  const erased = await call(t, 'POST', '/api/v1/cartridges/RT0005L7/erase');
+  expect(erased.status).toBe(200);
+  expect(erased.body).toMatchObject({ state: 'scratch', logicalBytes: 0, retentionUntil: null });
+  // a blank cartridge may be erased under a date still to come: the operator's date stays
+  const future = new Date(Date.now() + 5 * DAY).toISOString();
+  expect((await call(t, 'PATCH', '/api/v1/cartridges/RT0005L7', { retentionUntil: future })).status).toBe(200);
+  const again = await call(t, 'POST', '/api/v1/cartridges/RT0005L7/erase');
+  expect(again.status).toBe(200);
+  expect(again.body.retentionUntil).toBe(future);
+});
