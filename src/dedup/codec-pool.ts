@@ -55,7 +55,15 @@ export interface CutRequest {
   final: boolean;
 }
 
-export type CodecRequest = SealRequest | ReadRequest | CutRequest;
+/** A container file was deleted or replaced: workers close what they hold open of it. */
+export interface ForgetRequest {
+  id: number;
+  op: 'forget';
+  dir: string;
+  container: number;
+}
+
+export type CodecRequest = SealRequest | ReadRequest | CutRequest | ForgetRequest;
 
 export interface CodecReply {
   id: number;
@@ -182,6 +190,15 @@ export class CodecPool {
       this.cutter,
     );
     return { cuts: reply.bounds, fingerprints: Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength) };
+  }
+
+  /**
+   * Tells every worker that a container's file in `dir` was deleted or replaced, so that none
+   * keeps reading, or keeps the disk space of, the file that was there (each would also notice
+   * at its next read of it; this frees a deleted file's space at once).
+   */
+  async forget(dir: string, container: number): Promise<void> {
+    await Promise.all(this.workers.map((w) => this.post({ id: 0, op: 'forget', dir, container }, w)));
   }
 
   /** A read whose worker writes the chunks into `target`: they come back as views of it. */

@@ -3,11 +3,11 @@
  * frames from container files and opens them into chunks, so that both cores do this work and
  * not only the event loop. Reading here keeps the frames' bytes off the event loop entirely.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createChunker, type Chunker } from './chunker.js';
 import { FRAME_OVERHEAD, IntegrityError, containerPath, openChunk, sealChunk } from './container.js';
-import type { CodecReply, CodecRequest, CutRequest, ReadRequest, SealRequest } from './codec-pool.js';
+import type { CodecReply, CodecRequest, CutRequest, ForgetRequest, ReadRequest, SealRequest } from './codec-pool.js';
 import { fingerprintBatch } from './fingerprint.js';
 import { framesAddon, type FramesAddon } from './frames-native.js';
 
@@ -51,6 +51,7 @@ function sendError(id: number, err: WorkerError): void {
 
 function handle(req: CodecRequest): CodecReply | Promise<CodecReply> {
   if (req.op === 'cut') return cut(req);
+  if (req.op === 'forget') return forget(req);
   if (req.op === 'seal') return native ? sealNative(native, req) : seal(req).then((frames) => pack(req.id, frames));
   if (native) return readNative(native, req);
   const out = read(req);
@@ -209,20 +210,23 @@ function read(req: ReadRequest): Buffer[] {
   return out;
 }
 
-/** An open descriptor of the container (sealed or not); it stays valid across the seal's rename. */
+/**
+ * An open descriptor of the container (sealed or not); it stays valid across the seal's rename.
+ * One whose file was deleted or replaced since (GC, a scrub repair, a DR cache that dropped or
+ * fetched it again: the inode has no name left) is closed and the path opened again: reading
+ * the old inode would return what was there before, and keep a deleted file's space in use.
+ */
 function containerFile(dir: string, id: number): { fd: number; path: string } {
   const cacheKey = `${dir}\0${id}`;
   const cached = fds.get(cacheKey);
-  if (cached) return cached;
+  if (cached && !unlinked(cached.fd)) return cached;
+  if (cached) closeFile(cacheKey);
+  closeUnlinked();
   for (const sealed of [true, false, true]) {
     const path = containerPath(dir, id, sealed);
     try {
       const entry = { fd: openSync(path, 'r'), path };
-      if (fds.size >= MAX_FDS) {
-        const [oldKey, old] = fds.entries().next().value!;
-        closeSync(old.fd);
-        fds.delete(oldKey);
-      }
+      if (fds.size >= MAX_FDS) closeFile(fds.keys().next().value!);
       fds.set(cacheKey, entry);
       return entry;
     } catch (err) {
@@ -232,6 +236,26 @@ function containerFile(dir: string, id: number): { fd: number; path: string } {
   const err = new Error(`container ${id} does not exist in ${dir}`) as NodeJS.ErrnoException;
   err.code = 'ENOENT';
   throw err;
+}
+
+function forget(req: ForgetRequest): CodecReply {
+  const cacheKey = `${req.dir}\0${req.container}`;
+  if (fds.has(cacheKey)) closeFile(cacheKey);
+  return { id: req.id, block: new Uint8Array(0), bounds: new Uint32Array(1) };
+}
+
+function unlinked(fd: number): boolean {
+  return fstatSync(fd).nlink === 0;
+}
+
+function closeFile(cacheKey: string): void {
+  closeSync(fds.get(cacheKey)!.fd);
+  fds.delete(cacheKey);
+}
+
+/** Lets go of files deleted since they were opened, so that their space is freed. */
+function closeUnlinked(): void {
+  for (const [key, f] of fds) if (unlinked(f.fd)) closeFile(key);
 }
 
 function readFullySync(fd: number, buf: Buffer, length: number, position: number): number {

@@ -1169,6 +1169,7 @@ export class ChunkStore {
     await unlink(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
+    await this.codec.forget(this.containersDir, id);
     await syncDir(this.containersDir);
   }
 
@@ -1442,6 +1443,7 @@ export class ChunkStore {
       this.readers.delete(id);
       await (await stale?.catch(() => undefined))?.close();
       await rename(tmp, containerPath(this.containersDir, id, true));
+      await this.codec.forget(this.containersDir, id);
       await syncDir(this.containersDir);
       return chunks;
     });

@@ -163,6 +163,7 @@ export class ReplicaChunks implements ChunkSource {
     this.cached.delete(id);
     this.cachedBytes -= size;
     await unlink(containerPath(this.cacheDir, id, true)).catch(() => undefined);
+    await this.codec.forget(this.cacheDir, id);
   }
 
   /** Empties the cache (tests measure cold reads this way; operators free space). */

@@ -3,7 +3,8 @@
  * reads back bit for bit; chunks re-used by a backup while GC runs survive it; stale location
  * hints in recipes fall back to the index once their container is gone.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -330,3 +331,35 @@ test('GC keeps the chunks of a batch the store answered and the writer has not p
     await env.close();
   }
 }, 60_000);
+
+/** Files under `dir` deleted but still open in this process (workers' descriptors included). */
+async function deletedButOpen(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(dir) && target.endsWith(' (deleted)')) out.push(target);
+  }
+  return out;
+}
+
+test.skipIf(!existsSync('/proc/self/fd'))('GC lets go of the containers it deletes: no reader keeps one open, or its disk space', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vtl-gc-'));
+  dirs.push(dir);
+  const env = await openEnv(dir, true);
+  try {
+    await env.libs.createLibrary({ name: 'gc', drives: 1, slots: 4, mailslots: 0 });
+    await env.libs.createCartridges({ library: 'gc', barcodes: ['HOLD01', 'KEEP01'], mediaType: 'LTO-7' });
+    const held = bytesOf(7000, 24 * MiB);
+    await writeFiles(env.libs, 'HOLD01', [held]);
+    await writeFiles(env.libs, 'KEEP01', [bytesOf(7001, 9 * MiB)]); // seals HOLD01's containers
+    // read back: the codec workers now hold HOLD01's containers open
+    expect((await readFiles(env.libs, 'HOLD01'))[0].equals(held)).toBe(true);
+    await env.libs.eraseCartridge('HOLD01');
+    const report = await env.gc.run(quiet);
+    expect(report.deleted).toBeGreaterThanOrEqual(2);
+    expect(await deletedButOpen(dir)).toEqual([]);
+    expect((await readFiles(env.libs, 'KEEP01'))[0].equals(bytesOf(7001, 9 * MiB))).toBe(true);
+  } finally {
+    await env.close();
+  }
+});

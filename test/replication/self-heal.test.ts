@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { containerPath } from '../../src/dedup/container.js';
 import { RECIPE_ENTRY } from '../../src/stream/recipes.js';
 import { flip, randomBytes } from '../helpers/data.js';
-import { call, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { call, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 
 const MiB = 1 << 20;
 let a: TestServer;
@@ -90,3 +90,28 @@ it('heals every damaged chunk that has a replica and reports the rest', async ()
   while (vj.state === 'running') vj = await ok('GET', `/api/v1/jobs/${v.id}`);
   expect(vj.state, JSON.stringify(vj.result)).toBe('succeeded');
 }, 120_000);
+
+it('a tape read before the damage reads back whole after the repair: no reader keeps the replaced file', async () => {
+  // written, replicated, and read once: the codec workers now hold its containers open
+  await ok('POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'VT0003L7' });
+  const data = randomBytes(12 * MiB, 30);
+  expect((await putFile(a, 'lib1', 0, data)).status).toBe(200);
+  expect((await ok('POST', '/api/v1/cartridges/VT0003L7/replicate', { target: 'vault', wait: true })).state).toBe('done');
+  const readBack = async (): Promise<Buffer> => {
+    await ok('POST', '/api/v1/libraries/lib1/drives/0/rewind');
+    const got = await getFile(a, 'lib1', 0);
+    expect(got.status).toBe(200);
+    return got.data;
+  };
+  expect((await readBack()).equals(data)).toBe(true);
+
+  // damage in place, then the scrub puts whole copies in the files' place
+  const dir = join(a.dir, 'containers');
+  const hit = (await frames('VT0003L7')).filter((_, i) => i % 97 === 5);
+  for (const f of hit) await flip(containerPath(dir, f.container, true), f.offset + (f.length >> 1));
+  const healed = await scrub();
+  expect(healed.result.repairedChunks).toBeGreaterThanOrEqual(hit.length);
+  expect(healed.result.affectedCartridges.map((c: { barcode: string }) => c.barcode)).not.toContain('VT0003L7');
+  expect((await readBack()).equals(data)).toBe(true);
+  await ok('POST', '/api/v1/libraries/lib1/drives/0/unload', {});
+}, 60_000);
