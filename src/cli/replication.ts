@@ -94,11 +94,14 @@ function registerReplicate(program: Command): void {
     });
 
   const policy = rep.command('policy').description('replicate a library\'s cartridges automatically');
+  // --target is checked here, not by commander: `replicate` has its own --target, which commander
+  // gives the value wherever it stands, so a required option here never saw it.
   api(policy.command('set').description('replicate on unload and/or export').argument('<library>'))
-    .requiredOption('--target <name>', 'the target')
+    .option('--target <name>', 'the target (required)')
     .option('--on <events>', 'unloaded,exported', 'unloaded,exported')
     .action(async (library: string, o, cmd: Command) => {
       o = cmd.optsWithGlobals();
+      if (!o.target) throw new CliError('--target NAME is required (see `vtl replicate target list`)');
       const p = await client(o).json<Obj>('PUT', `/api/v1/libraries/${enc(library)}/replication`, { target: o.target, on: String(o.on).split(',').map((s) => s.trim()) });
       out(`library ${p.library}: replicate to ${p.target} when ${p.on.join(' or ')}`);
     });

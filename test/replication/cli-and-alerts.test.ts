@@ -43,6 +43,10 @@ it('replicates, exports the recovery key, attaches, lists and promotes through t
   const missing = await vtl(a, ['replicate', 'VT0003L7']);
   expect(missing.error).toMatch(/--target/);
   expect((await vtl(a, ['replicate', 'status'])).out).toMatch(/vault\s+1\s+1\s+0/);
+  // a library's policy (its --target is also an option of `replicate` itself)
+  expect((await vtl(a, ['replicate', 'policy', 'set', 'lib1', '--target', 'vault', '--on', 'exported'])).out).toContain('library lib1: replicate to vault when exported');
+  expect((await vtl(a, ['replicate', 'policy', 'set', 'lib1'])).error).toMatch(/--target NAME is required/);
+  expect((await vtl(a, ['replicate', 'policy', 'remove', 'lib1'])).out).toContain('no automatic replication');
 
   process.env.VTL_DR_PASSPHRASE = 'cli passphrase 1';
   try {
