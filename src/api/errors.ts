@@ -1,11 +1,16 @@
 /**
  * API errors: every failure leaves the service as `{error, message}` with an HTTP status that
- * says whose fault it is. Library errors and tape sense keys map to 4xx codes; anything else is
+ * says whose fault it is. Library errors and tape sense keys map to 4xx codes; damaged stored
+ * data is 500 DATA_DAMAGED (what is damaged, and `vtl scrub`); an object store (replication
+ * target, DR source) that cannot be reached or refuses the credentials is 502; anything else is
  * an internal error (500) whose message is logged, not sent.
  */
+import { ReplicaIntegrityError } from '../crypto/index.js';
+import { IntegrityError } from '../dedup/container.js';
 import { LibraryError, type LibraryErrorCode } from '../library/index.js';
 import { ReplicationError, TargetError } from '../replication/index.js';
-import { MediumInUseError, type Sense, type TapeResult } from '../tape/index.js';
+import { TierAccessError, TierConfigError, TierError, TierIOError, tierErrorIn, unreachableCause } from '../tier/errors.js';
+import { MediumInUseError, SENSE, type Sense, type TapeResult } from '../tape/index.js';
 
 export class ApiError extends Error {
   constructor(
@@ -45,8 +50,9 @@ const SENSE_STATUS: Record<string, { status: number; code: string }> = {
 
 export function senseError(sense: Sense | undefined, what: string): ApiError {
   const m = SENSE_STATUS[sense?.key ?? ''] ?? { status: 500, code: 'TAPE_ERROR' };
-  // Write protect is the operator's own switch: say where it is.
-  const hint = sense?.key === 'DATA PROTECT' && sense.asc === 0x27 ? ' (clear it with vtl cartridge protect BARCODE --off)' : '';
+  // Write protect is the operator's own switch: say where it is. Not for a read-only medium (its
+  // message says what to do: promote a replica) nor for retention (same sense code, no switch).
+  const hint = sense?.key === 'DATA PROTECT' && sense.asc === 0x27 && sense.message === SENSE.writeProtected().message ? ' (clear it with vtl cartridge protect BARCODE --off)' : '';
   return new ApiError(m.status, m.code, `${what}: ${sense?.message ?? 'the drive reported a failure'}${hint}`);
 }
 
@@ -54,6 +60,38 @@ export function senseError(sense: Sense | undefined, what: string): ApiError {
 export function checkTape<T extends TapeResult>(r: T, what: string): T {
   if (!r.ok) throw senseError(r.sense, what);
   return r;
+}
+
+/** Damaged stored data: a local container (IntegrityError) or a replica object (ReplicaIntegrityError). */
+export function isDamage(err: unknown): err is Error {
+  if (err instanceof IntegrityError || err instanceof ReplicaIntegrityError) return true;
+  // codec workers' errors cross a thread boundary; the name is what survives everywhere
+  const name = (err as Error | undefined)?.name;
+  return name === 'IntegrityError' || name === 'ReplicaIntegrityError';
+}
+
+/**
+ * The answer for damaged stored data. `what` names what could not be read (a cartridge, a tape
+ * file); the cause names the container and says how to find and repair all the damage.
+ */
+export function damageError(err: Error, what?: string): ApiError {
+  const hint = /vtl scrub/.test(err.message) ? '' : ". Run 'vtl scrub' to find all damage; a replica, if one exists, can restore it";
+  const head = what ? `${what} cannot be read: the stored data is damaged (${err.message}${hint})` : `the stored data is damaged: ${err.message}${hint}`;
+  return new ApiError(500, 'DATA_DAMAGED', head);
+}
+
+/**
+ * A replication target or DR source (the only object stores the service talks to) that failed:
+ * unreachable (502 TARGET_UNREACHABLE), credentials refused (502 TARGET_ACCESS_DENIED), a bad
+ * URL or missing bucket (400), any other failure of the store (502 TARGET_ERROR). Other tier
+ * errors (bad keys or ranges) are bugs here and stay internal.
+ */
+function tierError(err: TierError): { status: number; body: ErrorBody } | undefined {
+  if (err instanceof TierAccessError) return { status: 502, body: { error: 'TARGET_ACCESS_DENIED', message: err.message } };
+  if (err instanceof TierConfigError) return { status: 400, body: { error: 'INVALID', message: err.message } };
+  if (!(err instanceof TierIOError)) return undefined;
+  if (unreachableCause(err)) return { status: 502, body: { error: 'TARGET_UNREACHABLE', message: err.message } };
+  return { status: 502, body: { error: 'TARGET_ERROR', message: `the object store failed: ${err.message}${err.transient ? ' (it may succeed when repeated)' : ''}` } };
 }
 
 export interface ErrorBody {
@@ -70,6 +108,10 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody; in
     const status = err.code === 'NOT_FOUND' ? 404 : err.code === 'INVALID' ? 400 : 409;
     return { status, body: { error: err.code, message: err.message }, internal: false };
   }
+  if (isDamage(err)) return toErrorBody(damageError(err));
+  const tier = tierErrorIn(err);
+  const mapped = tier && tierError(tier);
+  if (mapped) return { ...mapped, internal: false };
   const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
   if (e?.validation) return { status: 400, body: { error: 'INVALID', message: validationMessage(e) }, internal: false };
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {

@@ -11,6 +11,15 @@ async function program(): Promise<Command> {
   return p;
 }
 
+// `vtl ... | head`: once the reader of stdout is gone, nothing more can be said there; exit
+// quietly, as Unix tools do, instead of dying with an EPIPE stack trace. (What the command did
+// on the server is done either way.)
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  console.error(`vtl: writing to stdout: ${err.message}`);
+  process.exit(1);
+});
+
 program()
   .then((p) => p.parseAsync(process.argv))
   .catch((err: Error) => {

@@ -3,9 +3,12 @@
  *   vtl replicate target add NAME URL [--bandwidth BYTES_PER_S] | target list | target remove NAME
  *   vtl replicate BARCODE --target NAME [--wait] [--json]     (exit 1 when the job failed)
  *   vtl replicate status | jobs | policy set LIB --target NAME --on unloaded,exported | policy remove LIB
+ *   vtl replicate target check NAME [--deep]   (what went missing or bad there is shipped again)
  *   vtl dr export-key --out FILE        (passphrase from $VTL_DR_PASSPHRASE or a prompt)
  *   vtl dr attach URL --key-file FILE [--name NAME]   (run against region B's server)
  *   vtl dr list [--json] | sources | refresh [--source NAME] | promote BARCODE
+ *   (attach and refresh exit 1 when a cartridge could not be imported as the source holds it:
+ *   damaged catalogs, barcode conflicts, a target that could not be read; --json too)
  * Credentials for s3:// and azure:// URLs are read by the server from the SDKs' environment
  * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_*), never passed on the command line.
  */
@@ -63,6 +66,22 @@ function registerReplicate(program: Command): void {
       if (o.json) return json(r.items);
       out(table(['name', 'url', 'bandwidth', 'created'], r.items.map((t: Obj) => [t.name, t.url, t.bandwidthLimit ? `${bytes(t.bandwidthLimit)}/s` : '-', t.createdAt])));
     });
+  api(target.command('check').description('compare a target with what was shipped to it and ship again what is missing or damaged there (exit 1 when anything was)').argument('<name>'))
+    .option('--deep', 'compare every byte of the containers, not only that they are there (reads the whole target)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
+      const r = await client(o).post<Obj>(`/api/v1/replication/targets/${enc(name)}/check`, { deep: Boolean(o.deep) });
+      const found = r.missing.length + r.damaged.length + r.brokenReplicas.length;
+      if (found > 0) process.exitCode = 1;
+      if (o.json) return json(r);
+      out(`target ${r.target}: ${r.containersRecorded} containers${r.deep ? ' compared byte for byte' : ' listed'}, ${r.cartridgesChecked} replica${r.cartridgesChecked === 1 ? '' : 's'} checked: ${found === 0 ? 'whole' : 'problems found'}`);
+      if (r.missing.length) out(`  missing there: ${r.missing.map(hex8).join(' ')}`);
+      if (r.damaged.length) out(`  damaged there: ${r.damaged.map(hex8).join(' ')}`);
+      if (r.reshipped.length) out(`  shipped again: ${r.reshipped.map(hex8).join(' ')} (${bytes(r.bytesShipped)})`);
+      if (r.lost.length) out(`  no longer in this store (collected), struck from the record: ${r.lost.map(hex8).join(' ')}`);
+      for (const b of r.brokenReplicas) out(`  ${b.barcode} catalog ${b.seq}: ${b.reason}; its next replication ships it whole (vtl replicate ${b.barcode} --target ${r.target})`);
+    });
   api(target.command('remove').description('forget a target (nothing on it is deleted)').argument('<name>')).action(async (name: string, o, cmd: Command) => {
       o = cmd.optsWithGlobals();
     await client(o).json('DELETE', `/api/v1/replication/targets/${enc(name)}`);
@@ -75,7 +94,7 @@ function registerReplicate(program: Command): void {
       o = cmd.optsWithGlobals();
       const r = await client(o).get<Obj>('/api/v1/replication/status');
       if (o.json) return json(r);
-      out(table(['target', 'cartridges', 'replicated', 'pending', 'failed jobs', 'max lag', 'shipped', 'queued', 'running'], r.targets.map((t: Obj) => [t.name, t.cartridges, t.replicated, t.pending, t.failed, t.maxLagSeconds === null ? '-' : `${Math.round(t.maxLagSeconds)} s`, bytes(t.bytesShipped), t.queued, t.running])));
+      out(table(['target', 'cartridges', 'replicated', 'pending', 'failed', 'max lag', 'shipped', 'queued', 'running'], r.targets.map((t: Obj) => [t.name, t.cartridges, t.replicated, t.pending, t.failed, t.maxLagSeconds === null ? '-' : `${Math.round(t.maxLagSeconds)} s`, bytes(t.bytesShipped), t.queued, t.running])));
     });
 
   api(rep.command('jobs').description('replication jobs, newest first'))
@@ -134,6 +153,7 @@ function registerDr(program: Command): void {
       });
       const passphrase = await askPassphrase(false);
       const r = await client(o).post<Obj>('/api/v1/dr/sources', { url, keyFile, passphrase, ...(o.name ? { name: o.name } : {}) });
+      refreshExitCode([r]);
       if (o.json) return json(r);
       printRefresh(r);
     });
@@ -142,6 +162,7 @@ function registerDr(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (o) => {
       const r = await client(o).post<Obj>('/api/v1/dr/refresh', o.source ? { source: o.source } : {});
+      refreshExitCode(r.results);
       if (o.json) return json(r.results);
       r.results.forEach(printRefresh);
     });
@@ -168,10 +189,22 @@ function registerDr(program: Command): void {
     });
 }
 
+const hex8 = (id: number) => id.toString(16).padStart(8, '0');
+
 function printRefresh(r: Obj): void {
-  out(`source ${r.source}: ${r.imported.length} imported, ${r.unchanged} unchanged, ${r.conflicts.length} conflicts`);
+  const damaged: Obj[] = r.damaged ?? [];
+  const failed: Obj[] = r.failed ?? [];
+  const more = [damaged.length ? `, ${damaged.length} damaged` : '', failed.length ? `, ${failed.length} not read` : ''].join('');
+  out(`source ${r.source}: ${r.imported.length} imported, ${r.unchanged} unchanged, ${r.conflicts.length} conflicts${more}`);
   for (const i of r.imported) out(`  ${i.barcode} catalog ${i.seq} (${bytes(i.logicalBytes)})`);
-  for (const c of r.conflicts) out(`  ${c.barcode}: ${c.reason}`);
+  for (const c of r.conflicts) out(`  ${c.barcode}: conflict: ${c.reason}`);
+  for (const d of damaged) out(`  ${d.barcode}: damaged: ${d.reason}`);
+  for (const f of failed) out(`  ${f.barcode}: not read: ${f.reason}`);
+}
+
+/** Exit code 1 when anything of a source could not be imported as it holds it. */
+function refreshExitCode(results: Obj[]): void {
+  if (results.some((r) => r.conflicts.length || r.damaged?.length || r.failed?.length)) process.exitCode = 1;
 }
 
 /** Polls a replication job until it has ended; progress on stderr when that is a terminal. */

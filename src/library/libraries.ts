@@ -58,15 +58,11 @@ export interface Cartridge {
 }
 
 /**
- * What upper layers may react to (replication policies): a cartridge left a drive (its data is
- * at a sync point) or went to a mail slot. Listeners run after the move is recorded; their
- * errors are theirs (they never fail the move).
+ * What upper layers may react to (replication): a cartridge left a drive (its data is at a sync
+ * point), went to a mail slot, or was deleted (`library`: where it was, null in the vault).
+ * Listeners run after the change is recorded; their errors are theirs (they never fail it).
  */
-export interface CartridgeEvent {
-  kind: 'unloaded' | 'exported';
-  barcode: string;
-  library: string;
-}
+export type CartridgeEvent = { kind: 'unloaded' | 'exported'; barcode: string; library: string } | { kind: 'deleted'; barcode: string; library: string | null };
 
 export interface ElementStatus extends ElementRef {
   barcode: string | null;
@@ -125,7 +121,7 @@ export class Libraries {
     this.elems = lib.sublevel<string, string>('elems', { valueEncoding: 'json' });
   }
 
-  /** Calls `fn` for every cartridge unloaded from a drive or exported to a mail slot. */
+  /** Calls `fn` for every cartridge unloaded from a drive, exported to a mail slot, or deleted. */
   onCartridgeEvent(fn: (e: CartridgeEvent) => void): void {
     this.listeners.push(fn);
   }
@@ -354,6 +350,7 @@ export class Libraries {
       } catch (err) {
         throw new LibraryError('DATA_PROTECT', (err as Error).message);
       }
+      this.emit({ kind: 'deleted', barcode, library: rec.library });
     });
   }
 

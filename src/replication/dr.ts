@@ -10,7 +10,11 @@
  *   write-protected and read-only until promoted; a newer catalog replaces it on refresh
  *   (tape map and stream switch in one batch), unless it is in a drive or was promoted.
  * - A barcode that belongs to a cartridge of this store is never replaced: it is reported as a
- *   conflict.
+ *   conflict, with what to do about it.
+ * - A catalog that cannot be read whole (an object missing, failing authentication, not a
+ *   catalog) is damaged: refresh falls back to the newest older catalog that is whole, and
+ *   reports the damage (the replica is then older than the source's latest). A target that
+ *   cannot be reached is not damage: nothing older is imported for it.
  * - The recovery material is kept sealed by this store's own replication key.
  * - Promote copies the replica's bytes into a new local stream (deduplicated here), then switches
  *   the medium to it and clears read-only in one batch; a crash before that leaves the replica
@@ -18,12 +22,12 @@
  */
 import { join } from 'node:path';
 import { importRecoveryKey, ReplicaCipher, RecoveryKeyError, type RecoveryMaterial } from '../crypto/index.js';
-import type { Cartridge, Libraries } from '../library/index.js';
+import { LibraryError, type Cartridge, type Libraries } from '../library/index.js';
 import type { MediumConfig } from '../tape/index.js';
 import { RecipeStreams } from '../stream/recipes.js';
 import type { StreamRouter } from '../stream/router.js';
 import type { DataStore } from '../stream/store.js';
-import { openTier, parseTierUrl, withRetry, type ObjectTier } from '../tier/index.js';
+import { ObjectNotFoundError, openTier, parseTierUrl, TierError, withRetry, type ObjectTier } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
 import { MANIFEST, catalogObject, decodeCatalog, parseCatalogName, readManifest, type Catalog } from './layout.js';
 import { ReplicaChunks } from './replica-source.js';
@@ -60,7 +64,16 @@ export interface RefreshResult {
   source: string;
   imported: Array<{ barcode: string; seq: number; logicalBytes: number }>;
   unchanged: number;
+  /** Barcodes not imported because of something in this region (a cartridge of its own, a promote). */
   conflicts: Array<{ barcode: string; reason: string }>;
+  /**
+   * Cartridges whose newest catalogs on the target are damaged: `catalogs` (newest first) could
+   * not be imported; `fallback` is the older catalog imported or still held here instead (older
+   * than the source's latest), null when the cartridge has no usable catalog here at all.
+   */
+  damaged: Array<{ barcode: string; catalogs: number[]; fallback: number | null; reason: string }>;
+  /** Cartridges not imported because the target could not be read now (try again). */
+  failed: Array<{ barcode: string; reason: string }>;
 }
 
 interface Mounted {
@@ -233,13 +246,15 @@ export class DisasterRecovery {
     const src = await this.sources.get(name);
     if (!src) throw new ReplicationError('NOT_FOUND', `no DR source ${name}`);
     const m = this.mounted.get(name) ?? (await this.mount(src));
-    const newest = new Map<string, number>();
+    const seqs = new Map<string, number[]>();
     for await (const e of m.tier.list('catalogs/')) {
       const c = parseCatalogName(e.key);
-      if (c) newest.set(c.barcode, Math.max(newest.get(c.barcode) ?? 0, c.seq));
+      if (c) seqs.set(c.barcode, [...(seqs.get(c.barcode) ?? []), c.seq]);
     }
-    const res: RefreshResult = { source: name, imported: [], unchanged: 0, conflicts: [] };
-    for (const [barcode, seq] of [...newest].sort()) {
+    const res: RefreshResult = { source: name, imported: [], unchanged: 0, conflicts: [], damaged: [], failed: [] };
+    for (const [barcode, all] of [...seqs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      all.sort((a, b) => b - a);
+      const seq = all[0];
       const have = await this.replicas.get(barcode);
       if (have && have.source !== name) {
         res.conflicts.push({ barcode, reason: `already a replica from source ${have.source}` });
@@ -254,25 +269,67 @@ export class DisasterRecovery {
         res.unchanged++;
         continue;
       }
-      try {
-        res.imported.push(await this.importCatalog(m, barcode, seq, have));
-      } catch (err) {
-        res.conflicts.push({ barcode, reason: (err as Error).message });
+      // Newest first; a damaged catalog gives way to the next older one (never to one older
+      // than what is held here).
+      const bad: Array<{ seq: number; reason: string }> = [];
+      let done: { barcode: string; seq: number; logicalBytes: number } | undefined;
+      for (const s of all.filter((x) => !have || x > have.seq)) {
+        try {
+          done = await this.importCatalog(m, barcode, s, have);
+          break;
+        } catch (err) {
+          if (err instanceof DamagedCatalog) {
+            bad.push({ seq: s, reason: err.message });
+            continue;
+          }
+          if (err instanceof TierError) res.failed.push({ barcode, reason: `catalog ${s}: the target could not be read: ${(err as Error).message} (nothing older was imported; run vtl dr refresh again)` });
+          else res.conflicts.push({ barcode, reason: await this.conflictReason(barcode, err as Error) });
+          break;
+        }
+      }
+      if (done) res.imported.push(done);
+      if (bad.length) {
+        const fallback = done?.seq ?? have?.seq ?? null;
+        const what = `${bad.length === 1 ? 'catalog' : 'catalogs'} ${bad.map((b) => b.seq).join(', ')} on the target ${bad.length === 1 ? 'is' : 'are'} damaged (${bad.map((b) => b.reason).join('; ')})`;
+        const then = done
+          ? `catalog ${done.seq} was imported instead: this replica is older than the source's latest (catalog ${seq})`
+          : have
+            ? `the replica here stays at catalog ${have.seq}, older than the source's latest (catalog ${seq})`
+            : res.conflicts.some((c) => c.barcode === barcode) || res.failed.some((c) => c.barcode === barcode)
+              ? 'no older catalog was imported'
+              : 'no catalog of this cartridge is whole: it was not imported';
+        res.damaged.push({ barcode, catalogs: bad.map((b) => b.seq), fallback, reason: `${what}; ${then}` });
       }
     }
     await this.sources.put(name, { ...src, lastRefreshAt: new Date().toISOString() });
     return res;
   }
 
+  /** Why a replica could not take its barcode here, and what to do about it. */
+  private async conflictReason(barcode: string, err: Error): Promise<string> {
+    if (!(err instanceof LibraryError) || err.code !== 'EXISTS') return err.message;
+    const c = await this.libraries.getCartridge(barcode).catch(() => undefined);
+    if (!c) return `${err.message}: it is never replaced by a replica; delete it (vtl cartridge delete ${barcode}), then run vtl dr refresh`;
+    const where = c.location.kind === 'vault' ? 'in the vault' : `in ${c.location.library} ${c.location.kind} ${c.location.address}`;
+    const unload = c.location.kind === 'drive' ? `unload it (vtl unload ${c.location.library} ${c.location.index}), ` : '';
+    if (c.files === 0 && c.logicalBytes === 0) {
+      return `barcode ${barcode} is already in use by a blank cartridge of this store (${where}; e.g. the demo library of a first vtl serve without --no-demo): ${unload}delete it (vtl cartridge delete ${barcode}), then run vtl dr refresh`;
+    }
+    return `barcode ${barcode} is already in use by a cartridge of this store holding data (${c.files} tape files, ${c.logicalBytes} bytes; ${where}): it is never replaced by a replica; only if its data is not needed, ${unload}delete it (vtl cartridge delete ${barcode}) and run vtl dr refresh`;
+  }
+
   private async importCatalog(m: Mounted, barcode: string, seq: number, have: ReplicaRecord | undefined): Promise<{ barcode: string; seq: number; logicalBytes: number }> {
     const name = catalogObject(barcode, seq);
-    const catalog = decodeCatalog(m.cipher.open(name, await m.tier.get(name)), name);
-    if (catalog.storeId !== m.record.storeId || catalog.barcode !== barcode || catalog.seq !== seq) throw new Error(`catalog ${name} does not describe ${barcode} #${seq} of store ${m.record.storeId}`);
+    const catalog = await damage(async () => {
+      const c = decodeCatalog(m.cipher.open(name, await m.tier.get(name)), name);
+      if (c.storeId !== m.record.storeId || c.barcode !== barcode || c.seq !== seq) throw new Error(`catalog ${name} does not describe ${barcode} #${seq} of store ${m.record.storeId}`);
+      return c;
+    });
     m.chunks.setChunkMax(catalog.chunkMax);
     const id = await m.streams.create();
     const routed = `${m.record.name}:${id}`;
     try {
-      await m.streams.importPages(id, this.pagesOf(m, catalog), catalog.stream.length);
+      await damage(() => m.streams.importPages(id, this.pagesOf(m, catalog), catalog.stream.length));
       const rec: ReplicaRecord = {
         barcode,
         source: m.record.name,
@@ -285,7 +342,7 @@ export class DisasterRecovery {
         state: 'replica',
         promotedAt: null,
       };
-      const config: MediumConfig = { ...catalog.medium.config, writeProtected: true, readOnly: `${READ_ONLY_PREFIX} ${barcode} of store ${m.record.storeId} (DR source ${m.record.name}); promote it to write` };
+      const config: MediumConfig = { ...catalog.medium.config, writeProtected: true, readOnly: `${READ_ONLY_PREFIX} ${barcode} of store ${m.record.storeId} (DR source ${m.record.name}); promote it to write (vtl dr promote ${barcode})` };
       const mine = (existing: MediumConfig) => have !== undefined && existing.readOnly?.startsWith(READ_ONLY_PREFIX) === true;
       await this.libraries.adoptCartridge(barcode, { ...catalog.medium, config, geometry: { ...catalog.medium.geometry, streamId: routed } }, mine, (b) => {
         b.put(barcode, rec, { sublevel: this.replicas });
@@ -368,6 +425,24 @@ export class DisasterRecovery {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+}
+
+/** A catalog, or a pack it names, that cannot be read whole from a target that answers. */
+class DamagedCatalog extends Error {
+  override readonly name = 'DamagedCatalog';
+}
+
+/**
+ * Runs a read of replica objects; what fails in it is damage (DamagedCatalog), except a target
+ * that does not answer (a TierError other than a missing object), which is passed on as it is.
+ */
+async function damage<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TierError && !(err instanceof ObjectNotFoundError)) throw err;
+    throw new DamagedCatalog((err as Error).message);
   }
 }
 

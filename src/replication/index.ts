@@ -26,3 +26,4 @@ export type { TargetRecord } from './targets.js';
 export { DisasterRecovery } from './dr.js';
 export type { SourceRecord, ReplicaRecord, RefreshResult } from './dr.js';
 export type { ShipResult, ReplicaState } from './ship.js';
+export type { TargetCheck } from './check.js';

@@ -11,13 +11,24 @@
  * - A queued job for the same cartridge and target absorbs a new request (one catalog covers
  *   both); a running one does not (it may have taken its snapshot before the new data).
  * - Lag of a cartridge on a target: from its last sync point to the catalog that holds it; while
- *   the target holds an older state, from the last sync point until now.
+ *   the target lacks its data, from the oldest sync point the target does not have until now.
+ *   That time is kept in a small mark per target and cartridge (`replication` / `stale`), written
+ *   when the replicator first sees the cartridge stale for the target: at an unload or export
+ *   (the events libraries send), at a request, after a job, and at every status read or lag
+ *   check; nothing is added to the write path. A job that ends with the cartridge changed under
+ *   it marks it stale from the job's start. The mark goes when a replication covers it.
+ * - A cartridge counts for a target when the target holds it, or a library policy or a job assigns
+ *   it there; one never replicated is pending with the age of its data.
+ * - A deleted cartridge's state (replica state, page table, marks) is forgotten on the source
+ *   (forget(), on the library's 'deleted' event); a record older than the cartridge of its
+ *   barcode is a leftover of a deleted one and dropped when met. What the target holds stays.
  */
 import { randomBytes } from 'node:crypto';
 import type { CartridgeEvent, Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
 import { isTransient } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
+import { checkTarget, type TargetCheck } from './check.js';
 import { PermanentError, RetryNow, shipCartridge, shippedKey, shipTables, stateKey, type ReplicaState, type ShipDeps, type ShipResult } from './ship.js';
 import { TargetError, Targets } from './targets.js';
 import { CONTAINER_HEADER, containerObject, parseContainerHeader } from './layout.js';
@@ -71,6 +82,7 @@ export interface TargetSummary {
   cartridges: number;
   replicated: number;
   pending: number;
+  /** Cartridges whose newest job for this target failed (they need attention; a later job clears it). */
   failed: number;
   /** The largest lag now, in seconds: 0 when the target holds every cartridge up to date; null with none. */
   maxLagSeconds: number | null;
@@ -88,6 +100,23 @@ export class ReplicationError extends Error {
   }
 }
 
+/** The oldest sync point of a cartridge that a target does not hold yet. */
+interface StaleMark {
+  target: string;
+  barcode: string;
+  /** That sync point (or a time no later than it). */
+  since: string;
+  /** When this mark was written (a mark older than the cartridge is a deleted one's). */
+  recordedAt: string;
+}
+
+interface SyncInfo {
+  logicalBytes: number;
+  syncedAt: string | null;
+  /** When the cartridge of this barcode was created. */
+  createdAt: string;
+}
+
 const RETRY_BASE_MS = 1000;
 const DONE_KEPT = 10_000;
 
@@ -96,6 +125,7 @@ export class Replicator {
   private readonly jobsTable;
   private readonly policies;
   private readonly tables;
+  private readonly marks;
   private readonly queued = new Map<string, ReplicationJob>();
   private running: { job: ReplicationJob; cancel: boolean } | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -117,6 +147,7 @@ export class Replicator {
     this.jobsTable = db.sublevel<string, ReplicationJob>('jobs', { valueEncoding: 'json' });
     this.policies = db.sublevel<string, Policy>('policies', { valueEncoding: 'json' });
     this.tables = shipTables(db);
+    this.marks = db.sublevel<string, StaleMark>('stale', { valueEncoding: 'json' });
     this.retryMaxMs = Number(env.VTL_REPLICATION_RETRY_MAX_MS ?? 60_000);
     libraries.onCartridgeEvent((e) => void this.onCartridgeEvent(e));
   }
@@ -158,6 +189,7 @@ export class Replicator {
     };
     await this.jobsTable.put(job.id, job);
     this.queued.set(job.id, job);
+    await this.observe(barcode, [target]);
     this.kick();
     return job;
   }
@@ -240,7 +272,13 @@ export class Replicator {
   }
 
   private async onCartridgeEvent(e: CartridgeEvent): Promise<void> {
+    if (e.kind === 'deleted') {
+      await this.forget(e.barcode).catch((err: unknown) => console.error(`vtl: replication state of deleted ${e.barcode}: ${(err as Error).message}`));
+      return;
+    }
     try {
+      // A sync point: note when the cartridge became stale for its targets.
+      await this.observe(e.barcode);
       const p = await this.policies.get(e.library);
       if (!p || !p.on.includes(e.kind)) return;
       const cfg = await this.libraries.tapes.config(e.barcode);
@@ -251,34 +289,66 @@ export class Replicator {
     }
   }
 
+  /**
+   * Checks a target against what was shipped to it and ships again what went missing or bad
+   * there (check.ts). It runs between jobs: the job running now, and those due behind it,
+   * finish first, and none starts until the check has ended.
+   */
+  async checkTarget(name: string, deep: boolean): Promise<TargetCheck> {
+    const target = await this.targets.connect(name);
+    while (this.pumping) await this.pumping;
+    const run = (async () => {
+      this.ship ??= { db: this.store.db, chunks: this.store.chunks, streams: this.store.streams, tapes: this.libraries.tapes, cipher: await this.store.chunks.replicaCipher(), tables: this.tables };
+      return checkTarget(this.ship, target, { deep, progress: () => undefined, cancelled: () => this.closed });
+    })();
+    this.pumping = run.then(
+      () => undefined,
+      () => undefined,
+    ).finally(() => {
+      this.pumping = undefined;
+      this.schedule();
+    });
+    return run;
+  }
+
   // ---- state and lag ------------------------------------------------------------------------
 
   /** Per target: whether the target holds the cartridge's last sync point, and the lag. */
   async cartridge(barcode: string): Promise<CartridgeReplication[]> {
     const info = await this.syncInfo(barcode);
     const out: CartridgeReplication[] = [];
-    const newest = await this.newestJobs(barcode);
+    const newest = await this.newestJobs({ barcode });
+    const policy = await this.policyTarget(barcode);
     for (const t of await this.targets.list()) {
-      const s = await this.tables.state.get(stateKey(t.name, barcode));
-      const job = newest.get(t.name) ?? null;
-      if (!s && !job) continue;
-      out.push({ ...lagOf(info, s), target: t.name, job: job && { id: job.id, state: job.state, lastError: job.lastError } });
+      const job = newest.get(stateKey(t.name, barcode));
+      const valid = job && job.createdAt >= info.createdAt ? job : null;
+      const assigned = valid !== null || policy === t.name;
+      const { state, since } = await this.track(t.name, barcode, info, assigned);
+      if (!state && !assigned) continue;
+      out.push({ ...lagOf(info, state, since), target: t.name, job: valid && { id: valid.id, state: valid.state, lastError: valid.lastError } });
     }
     return out;
   }
 
   async summary(): Promise<TargetSummary[]> {
     const out: TargetSummary[] = [];
+    const newest = await this.newestJobs();
     for (const t of await this.targets.list()) {
       const sum: TargetSummary = { name: t.name, url: t.url, bandwidthLimit: t.bandwidthLimit, cartridges: 0, replicated: 0, pending: 0, failed: 0, maxLagSeconds: null, bytesShipped: 0, queued: 0, running: 0 };
       for (const j of this.queued.values()) if (j.target === t.name) sum.queued++;
       if (this.running?.job.target === t.name) sum.running++;
-      for await (const s of this.tables.state.values({ gte: `${t.name}!`, lt: `${t.name}"` })) {
-        const info = await this.syncInfo(s.barcode).catch(() => undefined);
+      for (const [barcode, byPolicy] of await this.members(t.name, newest)) {
+        const info = await this.syncInfo(barcode).catch(() => undefined);
         if (!info) continue;
-        const lag = lagOf(info, s);
+        const job = newest.get(stateKey(t.name, barcode));
+        // Jobs older than the cartridge were for a deleted one of the same barcode.
+        const valid = job && job.createdAt >= info.createdAt ? job : undefined;
+        if (valid?.state === 'failed') sum.failed++;
+        const { state, since } = await this.track(t.name, barcode, info, byPolicy || valid !== undefined);
+        if (!state && (info.logicalBytes === 0 || !(byPolicy || valid))) continue; // nothing (meant) to replicate
+        const lag = lagOf(info, state, since);
         sum.cartridges++;
-        sum.bytesShipped += s.bytesShipped;
+        sum.bytesShipped += state?.bytesShipped ?? 0;
         // The lag now: a cartridge the target holds up to date adds 0, not how long that took.
         sum.maxLagSeconds = Math.max(sum.maxLagSeconds ?? 0, lag.state === 'replicated' ? 0 : (lag.lagSeconds ?? 0));
         if (lag.state === 'replicated') sum.replicated++;
@@ -286,33 +356,138 @@ export class Replicator {
       }
       out.push(sum);
     }
-    for await (const j of this.jobsTable.values({ reverse: true, limit: 1000 })) if (j.state === 'failed') {
-      const s = out.find((x) => x.name === j.target);
-      if (s) s.failed++;
+    return out;
+  }
+
+  /**
+   * Cartridges whose data a target has lacked for more than `seconds` (`since`: the oldest sync
+   * point it lacks; `syncedAt`: the cartridge's last one).
+   */
+  async lagging(seconds: number): Promise<Array<{ barcode: string; target: string; lagSeconds: number; since: string | null; syncedAt: string | null }>> {
+    const out: Array<{ barcode: string; target: string; lagSeconds: number; since: string | null; syncedAt: string | null }> = [];
+    const newest = await this.newestJobs();
+    for (const t of await this.targets.list()) {
+      for (const [barcode, byPolicy] of await this.members(t.name, newest)) {
+        const info = await this.syncInfo(barcode).catch(() => undefined);
+        if (!info) continue;
+        const job = newest.get(stateKey(t.name, barcode));
+        const assigned = byPolicy || (job !== undefined && job.createdAt >= info.createdAt);
+        const { state, since } = await this.track(t.name, barcode, info, assigned);
+        if (!state && !assigned) continue;
+        const lag = lagOf(info, state, since);
+        if (lag.state !== 'replicated' && lag.lagSeconds !== null && lag.lagSeconds > seconds) {
+          out.push({ barcode, target: t.name, lagSeconds: lag.lagSeconds, since: since ?? info.syncedAt, syncedAt: info.syncedAt });
+        }
+      }
     }
     return out;
   }
 
-  /** Cartridges whose replica on some target is older than their last sync point by more than `seconds`. */
-  async lagging(seconds: number): Promise<Array<{ barcode: string; target: string; lagSeconds: number; syncedAt: string | null }>> {
-    const out: Array<{ barcode: string; target: string; lagSeconds: number; syncedAt: string | null }> = [];
-    for await (const s of this.tables.state.values()) {
-      const info = await this.syncInfo(s.barcode).catch(() => undefined);
-      if (!info) continue;
-      const lag = lagOf(info, s);
-      if (lag.state === 'stale' && lag.lagSeconds !== null && lag.lagSeconds > seconds) out.push({ barcode: s.barcode, target: s.target, lagSeconds: lag.lagSeconds, syncedAt: info.syncedAt });
+  /**
+   * Forgets what this store recorded about replicating a cartridge (it was deleted): replica
+   * state, page tables and stale marks for every target. What the targets hold stays there.
+   */
+  async forget(barcode: string): Promise<void> {
+    const keys = new Set<string>();
+    for (const t of await this.targets.list()) keys.add(stateKey(t.name, barcode));
+    for await (const k of this.tables.state.keys()) if (k.endsWith(`!${barcode}`)) keys.add(k);
+    for await (const k of this.marks.keys()) if (k.endsWith(`!${barcode}`)) keys.add(k);
+    const b = this.tables.root.batch();
+    for (const key of keys) {
+      b.del(key, { sublevel: this.tables.state });
+      b.del(key, { sublevel: this.tables.pageTables });
+      b.del(key, { sublevel: this.marks });
+    }
+    await b.write();
+  }
+
+  /** Notes, for `targets` (by default every one that holds it or a policy assigns), when the cartridge became stale. */
+  private async observe(barcode: string, targets?: string[]): Promise<void> {
+    const info = await this.syncInfo(barcode).catch(() => undefined);
+    if (!info) return;
+    const names = targets ?? (await this.targets.list()).map((t) => t.name);
+    const policy = targets ? undefined : await this.policyTarget(barcode);
+    for (const name of names) {
+      if (!targets && name !== policy && !(await this.tables.state.get(stateKey(name, barcode)))) continue;
+      await this.track(name, barcode, info);
+    }
+  }
+
+  /**
+   * The replica state and stale mark of a cartridge on a target, brought up to date: records
+   * older than the cartridge (a deleted one's of the same barcode) are dropped, a mark is written
+   * the first time the cartridge is seen stale and removed once the target holds its sync point.
+   */
+  private async track(target: string, barcode: string, info: SyncInfo, assigned = true): Promise<{ state?: ReplicaState; since?: string }> {
+    const key = stateKey(target, barcode);
+    let state = await this.tables.state.get(key);
+    let mark = await this.marks.get(key);
+    if ((state && state.replicatedAt < info.createdAt) || (mark && mark.recordedAt < info.createdAt)) {
+      const b = this.tables.root.batch();
+      b.del(key, { sublevel: this.tables.state });
+      b.del(key, { sublevel: this.tables.pageTables });
+      b.del(key, { sublevel: this.marks });
+      await b.write();
+      state = mark = undefined;
+    }
+    const current = state ? state.syncedAt === info.syncedAt : info.logicalBytes === 0;
+    if (current) {
+      if (mark) await this.marks.del(key);
+      return { state };
+    }
+    // Not on the target, nor meant for it (no policy or job): nothing lags there.
+    if (!state && !assigned) return {};
+    // A mark at or before the sync point the target holds was covered by a replication since.
+    if (!mark || (state?.syncedAt && mark.since <= state.syncedAt)) {
+      const now = new Date().toISOString();
+      mark = { target, barcode, since: info.syncedAt ?? now, recordedAt: now };
+      await this.marks.put(key, mark);
+    }
+    return { state, since: mark.since };
+  }
+
+  /**
+   * The cartridges that may count for a target: it holds them, or a policy (true) or a job
+   * assigns them there (the caller checks that a job or state is not a deleted cartridge's).
+   */
+  private async members(target: string, newest: Map<string, ReplicationJob>): Promise<Map<string, boolean>> {
+    const out = new Map<string, boolean>();
+    const range = { gte: `${target}!`, lt: `${target}"` };
+    for await (const k of this.tables.state.keys(range)) out.set(k.slice(target.length + 1), false);
+    for (const j of newest.values()) if (j.target === target) out.set(j.barcode, false);
+    for (const p of await this.listPolicies()) {
+      if (p.target !== target) continue;
+      for (const c of await this.libraries.listCartridges({ library: p.library }).catch(() => [])) {
+        const cfg = await this.libraries.tapes.config(c.barcode).catch(() => undefined);
+        if (cfg && !cfg.readOnly) out.set(c.barcode, true);
+      }
     }
     return out;
   }
 
-  private async syncInfo(barcode: string): Promise<{ logicalBytes: number; syncedAt: string | null }> {
-    const info = await this.libraries.tapes.info(barcode);
-    return { logicalBytes: info.logicalBytes, syncedAt: await this.libraries.tapes.syncedAt(barcode) };
+  /** The target of the policy of the library that holds the cartridge, if any. */
+  private async policyTarget(barcode: string): Promise<string | undefined> {
+    const c = await this.libraries.getCartridge(barcode).catch(() => undefined);
+    if (!c || c.location.kind === 'vault') return undefined;
+    const cfg = await this.libraries.tapes.config(barcode).catch(() => undefined);
+    if (!cfg || cfg.readOnly) return undefined;
+    return (await this.policies.get(c.location.library))?.target;
   }
 
-  private async newestJobs(barcode: string): Promise<Map<string, ReplicationJob>> {
+  private async syncInfo(barcode: string): Promise<SyncInfo> {
+    const c = await this.libraries.getCartridge(barcode);
+    return { logicalBytes: c.logicalBytes, createdAt: c.createdAt, syncedAt: await this.libraries.tapes.syncedAt(barcode) };
+  }
+
+  /** The newest job per target and cartridge (keyed like the replica state). */
+  private async newestJobs(f: { barcode?: string } = {}): Promise<Map<string, ReplicationJob>> {
     const out = new Map<string, ReplicationJob>();
-    for (const j of (await this.jobs({ barcode }, 0, 50)).items) if (!out.has(j.target)) out.set(j.target, j);
+    for await (const stored of this.jobsTable.values({ reverse: true })) {
+      if (f.barcode && stored.barcode !== f.barcode) continue;
+      const j = this.running?.job.id === stored.id ? this.running.job : (this.queued.get(stored.id) ?? stored);
+      const key = stateKey(j.target, j.barcode);
+      if (!out.has(key)) out.set(key, j);
+    }
     return out;
   }
 
@@ -377,8 +552,12 @@ export class Replicator {
     await this.jobsTable.put(job.id, job);
     try {
       const target = await this.targets.connect(job.target);
+      // Records a deleted cartridge of this barcode left are not this one's (its bytes, pages).
+      const before = await this.syncInfo(job.barcode).catch(() => undefined);
+      if (before) await this.track(job.target, job.barcode, before);
       this.ship ??= { db: this.store.db, chunks: this.store.chunks, streams: this.store.streams, tapes: this.libraries.tapes, cipher: await this.store.chunks.replicaCipher(), tables: this.tables };
       const result = await shipCartridge(this.ship, target, job.barcode, (done, total, message) => (job.progress = { done, total, message }), () => run.cancel || this.closed);
+      await this.afterShip(job).catch((err: unknown) => console.error(`vtl: replication state of ${job.barcode} on ${job.target}: ${(err as Error).message}`));
       await this.finish({ ...job, state: 'done', finishedAt: new Date().toISOString(), result, lastError: null, progress: { ...job.progress, message: `catalog ${result.seq} written` } });
     } catch (err) {
       const message = (err as Error).message;
@@ -398,6 +577,22 @@ export class Replicator {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * After a catalog was written: the mark goes when the target now holds the cartridge's last
+   * sync point; when the cartridge changed during the job, the target lacks sync points that
+   * came after the job's snapshot, so it is stale from the job's start.
+   */
+  private async afterShip(job: ReplicationJob): Promise<void> {
+    const key = stateKey(job.target, job.barcode);
+    const info = await this.syncInfo(job.barcode);
+    const state = await this.tables.state.get(key);
+    if (!state || state.syncedAt === info.syncedAt) return this.marks.del(key);
+    const mark = await this.marks.get(key);
+    if (mark && state.syncedAt && mark.since > state.syncedAt) return;
+    const now = new Date().toISOString();
+    await this.marks.put(key, { target: job.target, barcode: job.barcode, since: job.startedAt ?? now, recordedAt: now });
   }
 
   private async finish(job: ReplicationJob): Promise<ReplicationJob> {
@@ -428,13 +623,15 @@ function isRetryable(err: unknown): boolean {
   return isTransient(err) || /ECONNREFUSED|ECONNRESET|socket hang up|fetch failed/i.test(String((err as Error)?.message));
 }
 
-function lagOf(info: { logicalBytes: number; syncedAt: string | null }, s: ReplicaState | undefined): Omit<CartridgeReplication, 'target' | 'job'> {
-  const sinceSync = info.syncedAt ? Math.max(0, (Date.now() - Date.parse(info.syncedAt)) / 1000) : null;
-  if (!s) return { state: 'never', lagSeconds: info.logicalBytes > 0 ? sinceSync : null, bytesShipped: 0, lastBytesShipped: 0, replicatedAt: null, seq: null };
+/** `since`: the oldest sync point the target lacks, when known (else the last one counts). */
+function lagOf(info: SyncInfo, s: ReplicaState | undefined, since?: string): Omit<CartridgeReplication, 'target' | 'job'> {
+  const from = since ?? info.syncedAt;
+  const lacking = from ? Math.max(0, (Date.now() - Date.parse(from)) / 1000) : null;
+  if (!s) return { state: 'never', lagSeconds: info.logicalBytes > 0 ? lacking : null, bytesShipped: 0, lastBytesShipped: 0, replicatedAt: null, seq: null };
   const base = { bytesShipped: s.bytesShipped, lastBytesShipped: s.lastBytesShipped, replicatedAt: s.replicatedAt, seq: s.seq };
   if (s.syncedAt === info.syncedAt) {
     const lag = s.syncedAt ? Math.max(0, (Date.parse(s.replicatedAt) - Date.parse(s.syncedAt)) / 1000) : null;
     return { ...base, state: 'replicated', lagSeconds: lag };
   }
-  return { ...base, state: 'stale', lagSeconds: sinceSync };
+  return { ...base, state: 'stale', lagSeconds: lacking };
 }

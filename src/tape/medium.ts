@@ -214,7 +214,7 @@ export class Medium {
     return this.op(async () => {
       const bad = this.check();
       if (bad) return bad;
-      if (this.cfg.writeProtected) return failure(SENSE.writeProtected());
+      if (this.cfg.writeProtected) return failure(SENSE.writeProtected(this.cfg.readOnly));
       if (this.cfg.worm && retentionHolds(this.cfg)) return failure(SENSE.wormErase());
       if (retentionHolds(this.cfg) && this.pos < this.geo.eodLba) return failure(SENSE.retained(this.cfg.retentionUntil!));
       await this.endWrite();
@@ -388,7 +388,7 @@ export class Medium {
 
   /** Opens the writer at the current position; refuses writes the medium does not allow. */
   private async beginWrite() {
-    if (this.cfg.writeProtected) return SENSE.writeProtected();
+    if (this.cfg.writeProtected) return SENSE.writeProtected(this.cfg.readOnly);
     if (this.writer) return undefined;
     if (this.pos < this.geo.eodLba) {
       if (this.cfg.worm) return SENSE.wormOverwrite();

@@ -25,7 +25,8 @@ export const SENSE = {
   eod: () => sense('BLANK CHECK', 0x00, 0x05, 'end of data detected'),
   overflow: () => sense('VOLUME OVERFLOW', 0x00, 0x02, 'end of medium: the cartridge is full'),
   noMedium: () => sense('NOT READY', 0x3a, 0x00, 'no medium loaded'),
-  writeProtected: () => sense('DATA PROTECT', 0x27, 0x00, 'the cartridge is write protected'),
+  /** Write protect; on a read-only medium (a DR replica) its reason, which says what to do. */
+  writeProtected: (readOnly?: string) => sense('DATA PROTECT', 0x27, 0x00, readOnly ? `the cartridge is read-only: ${readOnly}` : 'the cartridge is write protected'),
   wormOverwrite: () => sense('DATA PROTECT', 0x30, 0x0c, 'WORM medium: writes are accepted only at end of data'),
   wormErase: () => sense('DATA PROTECT', 0x30, 0x0c, 'WORM medium: erase refused (WORM data is kept until its retention date, forever without one)'),
   retained: (until: string) => sense('DATA PROTECT', 0x27, 0x00, `the cartridge is under retention until ${until}: its data cannot be erased or overwritten before then`),

@@ -58,6 +58,37 @@ export class TierIOError extends TierError {
   }
 }
 
+/**
+ * The store refused the credentials (HTTP 401/403: wrong key or secret, expired token, a policy
+ * that denies the request). Not transient: repeating it with the same credentials cannot help.
+ */
+export class TierAccessError extends TierIOError {}
+
+/** Error codes of a connection that could not be made or was lost (the store is not reachable). */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN',
+  'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/**
+ * The network error code (ECONNREFUSED, ENOTFOUND, ...) in an error's cause chain when the store
+ * could not be reached at all, else undefined. SDKs put it on the error or on a nested cause, or
+ * (AggregateError, several addresses tried) on each of `errors`.
+ */
+export function unreachableCause(err: unknown): string | undefined {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; depth++) {
+    const x = e as { code?: unknown; errors?: unknown; cause?: unknown; $metadata?: { httpStatusCode?: number } };
+    if (x.$metadata?.httpStatusCode !== undefined) return undefined; // the store answered
+    if (typeof x.code === 'string' && UNREACHABLE_CODES.has(x.code)) return x.code;
+    if (Array.isArray(x.errors)) for (const inner of x.errors) {
+      const c = unreachableCause(inner);
+      if (c) return c;
+    }
+    e = x.cause;
+  }
+  return undefined;
+}
+
 /** Strips anything shaped like a secret from text taken from an SDK error before we repeat it. */
 export function redactSecrets(text: string): string {
   return text

@@ -24,7 +24,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { LengthGuard, checkLength, checkRetainDate, emptyStream, readAll } from './body.js';
-import { InvalidRangeError, ObjectNotFoundError, RetentionError, TierConfigError, TierIOError, redactSecrets, tierErrorIn } from './errors.js';
+import { InvalidRangeError, ObjectNotFoundError, RetentionError, TierAccessError, TierConfigError, TierIOError, redactSecrets, tierErrorIn, unreachableCause } from './errors.js';
 import { emptyRange, refuseIfRetained } from './guards.js';
 import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
 import { validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
@@ -234,11 +234,28 @@ export class S3Tier implements ObjectTier {
     if (known) return known;
     if (statusOf(err) === 404 && (op === 'get' || op === 'getStream')) return new ObjectNotFoundError(key);
     const status = statusOf(err);
+    const what = `s3 ${op}${key ? ` ${key}` : ''}`;
     const name = err instanceof Error ? err.name : 'Error';
     const detail = redactSecrets(err instanceof Error ? err.message : String(err));
-    return new TierIOError(`s3 ${op} ${key} on ${this.url}: ${name}${status ? ` (HTTP ${status})` : ''}: ${detail}`, {
-      transient: isTransient(err), status, cause: err,
-    });
+    // A HEAD answer has no body: the SDK then says only "Unknown: UnknownError"; the status says it all.
+    const vague = (t: string) => !t || t === 'Unknown' || t === 'UnknownError';
+    const label = vague(name) ? (status ? `HTTP ${status}` : 'Error') : status ? `${name} (HTTP ${status})` : name;
+    const said = vague(detail) || detail === name ? label : `${label}: ${detail}`;
+    if (status === 401 || status === 403) {
+      return new TierAccessError(
+        `access denied by ${this.url}: the credentials were refused (${what}: ${said}). ` +
+          'Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile or role in use) and the bucket policy',
+        { transient: false, status, cause: err },
+      );
+    }
+    const down = unreachableCause(err);
+    if (down) {
+      const cause = detail.includes(down) ? detail : detail ? `${down}: ${detail}` : down;
+      return new TierIOError(`${this.url} cannot be reached (${what}: ${cause}): is the endpoint up and reachable from this server?`, {
+        transient: isTransient(err), cause: err,
+      });
+    }
+    return new TierIOError(`${what} on ${this.url}: ${said}`, { transient: isTransient(err), status, cause: err });
   }
 }
 

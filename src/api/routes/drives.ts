@@ -22,7 +22,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Drive } from '../../library/index.js';
 import { MAX_RECORD, type Medium, type SpaceKind, type TapePosition, type TapeResult } from '../../tape/index.js';
 import type { ApiContext } from '../app.js';
-import { ApiError, checkTape, senseError } from '../errors.js';
+import { ApiError, checkTape, damageError, isDamage, senseError } from '../errors.js';
 import { errors, libName, positionSchema, tapeOpSchema } from '../schemas.js';
 
 const driveParams = { type: 'object', required: ['lib', 'n'], properties: { lib: libName, n: { type: 'integer', minimum: 0 } } } as const;
@@ -214,14 +214,18 @@ async function getFile(ctx: ApiContext, req: FastifyRequest<DriveP>, reply: Fast
   const drive = await ctx.libraries.drive(req.params.lib, req.params.n);
   const m = await drive.open();
   let first: Awaited<ReturnType<Medium['read']>>;
+  let pos: TapePosition | undefined;
   try {
     m.setBlockSize(0);
-    const pos = await m.readPosition();
+    pos = await m.readPosition();
     first = await m.read(MAX_RECORD);
     if (!first.ok) throw senseError(first.sense, pos.eod ? `drive ${req.params.n} is at end of data (tape file ${pos.file})` : 'reading');
     void reply.header('x-tape-file', String(pos.file));
   } catch (err) {
     await drive.close().catch(() => undefined);
+    // Damage met before the first byte is an answer that names what cannot be read; met later,
+    // it cuts the transfer (below): never silently wrong data.
+    if (isDamage(err)) throw damageError(err, `tape file ${pos?.file ?? '?'} of cartridge ${m.id} (drive ${req.params.n} of ${req.params.lib})`);
     throw err;
   }
   async function* records(): AsyncGenerator<Buffer> {

@@ -9,6 +9,7 @@ import { Gauge } from 'prom-client';
 import { exportRecoveryKey, replicationKeyId } from '../../crypto/index.js';
 import { REPLICATION_JOB_STATES, type DisasterRecovery, type ReplicationJobState, type Replicator } from '../../replication/index.js';
 import type { ApiContext } from '../app.js';
+import { ApiError, isDamage } from '../errors.js';
 import { barcode, cartridgeReplicationSchema, cartridgeSchema, errors, libName, replicaSchema } from '../schemas.js';
 
 const str = { type: 'string' } as const;
@@ -45,6 +46,8 @@ const refreshSchema = {
     imported: { type: 'array', items: { type: 'object', properties: { barcode: str, seq: int, logicalBytes: num } } },
     unchanged: int,
     conflicts: { type: 'array', items: { type: 'object', properties: { barcode: str, reason: str } } },
+    damaged: { type: 'array', items: { type: 'object', properties: { barcode: str, catalogs: { type: 'array', items: int }, fallback: nullable(int), reason: str } } },
+    failed: { type: 'array', items: { type: 'object', properties: { barcode: str, reason: str } } },
   },
 } as const;
 const policySchema = { type: 'object', properties: { library: str, target: str, on: { type: 'array', items: str } } } as const;
@@ -81,6 +84,41 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
     handler: async (req) => {
       await replicator.removeTarget(req.params.name);
       return { ok: true };
+    },
+  });
+
+  const ids = { type: 'array', items: int } as const;
+  app.post<{ Params: { name: string }; Body: { deep?: boolean } }>('/api/v1/replication/targets/:name/check', {
+    config: { access: 'admin' },
+    schema: {
+      summary: 'check a target against what was shipped to it (containers listed; with deep, every byte compared) and ship again what is missing or damaged there',
+      tags,
+      params: { type: 'object', properties: { name: targetName } },
+      body: { type: 'object', additionalProperties: false, properties: { deep: { type: 'boolean', default: false } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            target: str,
+            deep: bool,
+            containersRecorded: int,
+            missing: ids,
+            damaged: ids,
+            reshipped: ids,
+            lost: ids,
+            cartridgesChecked: int,
+            brokenReplicas: { type: 'array', items: { type: 'object', properties: { barcode: str, seq: int, reason: str } } },
+            bytesShipped: num,
+          },
+        },
+        ...errors,
+      },
+    },
+    handler: async (req) => {
+      const report = await replicator.checkTarget(req.params.name, req.body?.deep ?? false);
+      const found = report.missing.length + report.damaged.length + report.brokenReplicas.length;
+      req.auditDetail = found === 0 ? `${report.containersRecorded} containers, ${report.cartridgesChecked} cartridges: whole` : `${report.missing.length} missing, ${report.damaged.length} damaged, ${report.reshipped.length} shipped again, ${report.lost.length} lost; replicas to ship again: ${report.brokenReplicas.map((b) => b.barcode).join(', ') || 'none'}`;
+      return report;
     },
   });
 
@@ -234,7 +272,18 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
   app.post<{ Params: { barcode: string } }>('/api/v1/dr/cartridges/:barcode/promote', {
     config: { access: 'admin' },
     schema: { summary: 'make a replica a writable cartridge of this store (failover): its data is copied in', tags: drTags, params: { type: 'object', properties: { barcode } }, response: { 200: cartridgeSchema, ...errors } },
-    handler: async (req) => dr.promote(req.params.barcode),
+    handler: async (req) => {
+      try {
+        return await dr.promote(req.params.barcode);
+      } catch (err) {
+        // The copy held by the DR source is damaged: say which replica, and that it stays as it was.
+        if (isDamage(err)) {
+          throw new ApiError(500, 'DATA_DAMAGED', `replica ${req.params.barcode} cannot be promoted: its data on the DR source is damaged (${err.message.replace(/\. Run 'vtl scrub'.*$/s, '')}). ` +
+            'The replica stays as it was; replicate the cartridge again from its own site (or another target), then vtl dr refresh and promote again');
+        }
+        throw err;
+      }
+    },
   });
 
   app.post('/api/v1/dr/cache/clear', {
@@ -247,9 +296,10 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
   });
 }
 
-/** Raises a replication_lag alert once per cartridge, target and sync point that lags too long. */
+/** Raises a replication_lag alert once per cartridge, target and oldest sync point the target lacks. */
 function watchLag(ctx: ApiContext, replicator: Replicator): void {
-  // Alert when a cartridge's replica lags its last sync point by more than VTL_REPLICATION_LAG_ALERT_S
+  // Alert when a target has lacked a cartridge's data (from the oldest sync point it does not
+  // hold, or never replicated) for more than VTL_REPLICATION_LAG_ALERT_S
   // (default 1 day), checked every VTL_REPLICATION_LAG_CHECK_MS (default 5 min; 0: never).
   const LAG_ALERT_S = Number(process.env.VTL_REPLICATION_LAG_ALERT_S ?? 86_400);
   const LAG_CHECK_MS = Number(process.env.VTL_REPLICATION_LAG_CHECK_MS ?? 300_000);
@@ -257,10 +307,11 @@ function watchLag(ctx: ApiContext, replicator: Replicator): void {
   const raised = new Set<string>();
   ctx.ops.schedule.task(LAG_CHECK_MS, 'replication lag check', async () => {
     for (const l of await replicator.lagging(LAG_ALERT_S)) {
-      const key = `${l.target}!${l.barcode}!${l.syncedAt}`;
+      // One alert per lag episode: new writes while the target still lacks older ones keep `since`.
+      const key = `${l.target}!${l.barcode}!${l.since}`;
       if (raised.has(key)) continue;
       raised.add(key);
-      await ctx.ops.alerts.raise('replication_lag', `cartridge ${l.barcode}: its replica on ${l.target} lags its last sync point by ${Math.round(l.lagSeconds)} s (threshold ${LAG_ALERT_S} s)`, { ...l });
+      await ctx.ops.alerts.raise('replication_lag', `cartridge ${l.barcode}: ${l.target} has lacked its data written since ${l.since} for ${Math.round(l.lagSeconds)} s (threshold ${LAG_ALERT_S} s)`, { ...l });
     }
   });
   replicator.onJobEnd((j) => {

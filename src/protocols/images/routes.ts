@@ -16,9 +16,9 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ApiContext } from '../../api/app.js';
-import { ApiError } from '../../api/errors.js';
+import { ApiError, damageError, isDamage } from '../../api/errors.js';
 import { barcode, errorSchema, errors } from '../../api/schemas.js';
 import { LibraryError, type Libraries } from '../../library/index.js';
 import { MAX_RECORD } from '../../tape/index.js';
@@ -194,15 +194,42 @@ async function getImage(ctx: ApiContext, req: FastifyRequest<Params & { Querystr
   } catch (err) {
     throw apiError(err);
   }
+  // The first chunk is read before answering: a failure there (damaged data) is an ordinary
+  // error answer, not a stream that fails under headers already set for the image. A failure
+  // after the first byte cuts the connection (never a silently short or wrong image).
+  let body: Readable;
+  try {
+    body = await startedStream(out);
+  } catch (err) {
+    if (!out.destroyed) out.destroy();
+    throw apiError(err, `cartridge ${code}`);
+  }
   // A client that goes away stops the export (and lets the cartridge go).
   reply.raw.once('close', () => {
-    if (!out.readableEnded) out.destroy();
+    if (!body.readableEnded) body.destroy();
+    if (!out.destroyed) out.destroy();
   });
   return reply
     .type('application/octet-stream')
     .header('content-disposition', `attachment; filename="${code}.${EXTENSION[fmt]}"`)
     .header('x-image-format', fmt)
-    .send(out);
+    .send(body);
+}
+
+/** `out` with its first chunk already read (a failure reading it is thrown here). */
+async function startedStream(out: Readable): Promise<Readable> {
+  const it = out[Symbol.asyncIterator]();
+  const head = await it.next();
+  async function* all(): AsyncGenerator<Buffer> {
+    try {
+      if (head.done) return;
+      yield head.value as Buffer;
+      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
+    } finally {
+      await it.return?.();
+    }
+  }
+  return Readable.from(all(), { objectMode: false, highWaterMark: 1 << 16 });
 }
 
 const EXTENSION: Record<ImageFormat, string> = { aws: 'aws', simh: 'tap', raw: 'img' };
@@ -227,7 +254,8 @@ function namingAllowed(errs: Array<{ instancePath: string; message?: string; par
   return new Error(errs.map(one).join('; '));
 }
 
-function apiError(err: unknown): unknown {
+function apiError(err: unknown, what?: string): unknown {
   if (err instanceof ImageRequestError) return new ApiError(STATUS[err.code] ?? 500, err.code, err.message);
+  if (isDamage(err)) return damageError(err, what);
   return err;
 }

@@ -104,7 +104,9 @@ function makeDecoder(codec: ImageCodec, opts: DecodeOptions): ImageDecoder {
 
 function checkWritable(medium: Medium): void {
   if (!medium.isLoaded) throw new ImageRequestError('NOT_LOADED', `medium ${medium.id} is not loaded`);
-  if (medium.cfg.writeProtected) throw new ImageRequestError('WRITE_PROTECTED', `cartridge ${medium.id} is write protected: clear it first (vtl cartridge protect ${medium.id} --off)`);
+  if (medium.cfg.writeProtected) {
+    throw new ImageRequestError('WRITE_PROTECTED', medium.cfg.readOnly ? `cartridge ${medium.id} is read-only: ${medium.cfg.readOnly}` : `cartridge ${medium.id} is write protected: clear it first (vtl cartridge protect ${medium.id} --off)`);
+  }
   if (medium.cfg.worm) {
     throw new ImageRequestError('WORM', `cartridge ${medium.id} is WORM: a failed import could not be undone there, so images are imported only into rewritable cartridges`);
   }

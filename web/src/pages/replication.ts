@@ -173,7 +173,7 @@ async function drawTargets(holder: HTMLElement, me: Me, say: (x: HTMLElement | s
   replace(
     holder,
     rows.length
-      ? table(['Target', 'URL', 'Bandwidth', 'Cartridges', 'Replicated', 'Pending', 'Failed jobs', 'Max lag', 'Bytes shipped', 'Queued', 'Running', ''], rows, { id: 'repl-targets' })
+      ? table(['Target', 'URL', 'Bandwidth', 'Cartridges', 'Replicated', 'Pending', 'Failed', 'Max lag', 'Bytes shipped', 'Queued', 'Running', ''], rows, { id: 'repl-targets' })
       : h('p', { class: 'hint', id: 'no-targets' }, 'No replication targets.'),
   );
   return r.targets;
