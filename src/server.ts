@@ -145,6 +145,8 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     // ---- protocols --------------------------------------------------------------------------
     // One audit log for the API and rmt: appends are serialized per instance.
     const audit = new AuditLog(store.db);
+    const interrupted = await audit.recoverInterrupted();
+    if (interrupted > 0) console.error(`vtl: ${interrupted} API change${interrupted === 1 ? ' was' : 's were'} running when the server stopped: logged as interrupted in the audit log (vtl audit list)`);
     rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, onChange: (c) => auditRmt(audit, c) });
     const listening = await rmt.listen();
     const rmtAddress = `${listening.host}:${listening.port}`;

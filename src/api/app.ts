@@ -75,6 +75,8 @@ declare module 'fastify' {
     token?: TokenRecord;
     /** What a successful mutation changed, for its audit entry (routes that know set it). */
     auditDetail?: string;
+    /** The audit log's note that this mutation began (settled by its entry). */
+    auditStarted?: string;
   }
   interface FastifyContextConfig {
     access?: Access;

@@ -6,8 +6,13 @@
  * that link, so editing an entry breaks its hash, deleting one breaks the link of its
  * successor (and the sequence), and cutting the tail off disagrees with the head record.
  * Appends are serialized in this process; entry and head are written in one batch.
+ *
+ * A mutation is noted before it runs (`begin`: `audit` / `inflight`) and its entry, when it
+ * has an answer, removes the note in the same batch. A note a crash left behind becomes an
+ * entry with result `interrupted` at the next start (`recoverInterrupted`): a change made just
+ * before a crash (an erase the client never heard back about) is never missing from the log.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { JobsDb } from './jobs.js';
 
 export interface AuditInput {
@@ -21,7 +26,8 @@ export interface AuditInput {
   target: string;
   /** HTTP status or 0 for non-HTTP events. */
   status: number;
-  result: 'ok' | 'error';
+  /** `interrupted`: the server stopped before the mutation had an answer (it may have been made). */
+  result: 'ok' | 'error' | 'interrupted';
   /** Error code or message when result is error. */
   detail: string | null;
 }
@@ -50,6 +56,11 @@ export interface ChainCheck {
   problem: { seq: number; reason: string } | null;
 }
 
+/** A mutation noted as begun, without an outcome yet. */
+interface Started extends Omit<AuditInput, 'status' | 'result' | 'detail'> {
+  at: string;
+}
+
 const GENESIS = '0'.repeat(64);
 const key = (seq: number) => String(seq).padStart(12, '0');
 
@@ -62,24 +73,50 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
 export class AuditLog {
   private readonly log;
   private readonly head;
+  private readonly inflight;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly db: JobsDb) {
     const audit = db.sublevel<string, unknown>('audit', { valueEncoding: 'json' });
     this.log = audit.sublevel<string, AuditEntry>('log', { valueEncoding: 'json' });
     this.head = audit.sublevel<string, { seq: number; hash: string }>('head', { valueEncoding: 'json' });
+    this.inflight = audit.sublevel<string, Started>('inflight', { valueEncoding: 'json' });
   }
 
-  append(input: AuditInput): Promise<AuditEntry> {
+  /** Notes a mutation about to run; the `append` of its outcome with the returned id settles it. */
+  async begin(input: Omit<AuditInput, 'status' | 'result' | 'detail'>): Promise<string> {
+    const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    await this.inflight.put(id, { ...input, at: new Date().toISOString() });
+    return id;
+  }
+
+  /** Appends an entry; with `started` (from `begin`), that note goes in the same batch. */
+  append(input: AuditInput, started?: string): Promise<AuditEntry> {
     const run = this.queue.then(async () => {
       const head = (await this.head.get('head')) ?? { seq: 0, hash: GENESIS };
       const base = { ...input, seq: head.seq + 1, at: new Date().toISOString(), prevHash: head.hash };
       const entry: AuditEntry = { ...base, hash: entryHash(base) };
-      await this.db.batch().put(key(entry.seq), entry, { sublevel: this.log }).put('head', { seq: entry.seq, hash: entry.hash }, { sublevel: this.head }).write();
+      const batch = this.db.batch().put(key(entry.seq), entry, { sublevel: this.log }).put('head', { seq: entry.seq, hash: entry.hash }, { sublevel: this.head });
+      if (started) batch.del(started, { sublevel: this.inflight });
+      await batch.write();
       return entry;
     });
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Logs every mutation that was running when the server stopped (its note is still there) as
+   * `interrupted`, once; returns how many. Run at start, before anything new begins.
+   */
+  async recoverInterrupted(): Promise<number> {
+    let n = 0;
+    for await (const [id, s] of this.inflight.iterator()) {
+      const detail = `the server stopped before this had an answer (asked at ${s.at}): it may or may not have been done; look at ${s.target}`;
+      await this.append({ actor: s.actor, tokenId: s.tokenId, role: s.role, action: s.action, target: s.target, status: 0, result: 'interrupted', detail }, id);
+      n++;
+    }
+    return n;
   }
 
   /** Resolves once every append asked for so far has finished (before the store closes). */

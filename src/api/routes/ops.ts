@@ -103,7 +103,7 @@ export const auditEntrySchema = {
     action: str,
     target: str,
     status: int,
-    result: { type: 'string', enum: ['ok', 'error'] },
+    result: { type: 'string', enum: ['ok', 'error', 'interrupted'] },
     detail: nullable(str),
     prevHash: str,
     hash: str,
@@ -367,23 +367,29 @@ const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Appends every authenticated mutation (including refused ones) to the audit log before the
- * answer is sent, so a client never sees a result the log does not hold. Calls without a
- * valid token are not logged: they have no actor and changed nothing.
+ * answer is sent, so a client never sees a result the log does not hold. A mutation that
+ * reaches its handler is noted first (AuditLog.begin): one the server dies in is logged as
+ * interrupted at the next start. Calls without a valid token are not logged: they have no
+ * actor and changed nothing.
  */
 export function auditHook(app: FastifyInstance, audit: AuditLog): void {
+  const who = (req: FastifyRequest) => ({
+    actor: req.token!.name,
+    tokenId: req.token!.id,
+    role: req.token!.role,
+    action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
+    target: req.url.split('?')[0],
+  });
+  app.addHook('preHandler', async (req: FastifyRequest) => {
+    if (MUTATIONS.has(req.method) && req.token) req.auditStarted = await audit.begin(who(req));
+  });
   app.addHook('onSend', async (req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     if (!MUTATIONS.has(req.method) || !req.token) return payload;
     const status = reply.statusCode;
-    await audit.append({
-      actor: req.token.name,
-      tokenId: req.token.id,
-      role: req.token.role,
-      action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
-      target: req.url.split('?')[0],
-      status,
-      result: status < 400 ? 'ok' : 'error',
-      detail: status < 400 ? (req.auditDetail ?? null) : errorCode(payload),
-    });
+    await audit.append(
+      { ...who(req), status, result: status < 400 ? 'ok' : 'error', detail: status < 400 ? (req.auditDetail ?? null) : errorCode(payload) },
+      req.auditStarted,
+    );
     return payload;
   });
 }
