@@ -13,7 +13,7 @@ import { containerPath } from '../../src/dedup/container.js';
 import { RECIPE_ENTRY } from '../../src/stream/recipes.js';
 import { flip, randomBytes } from '../helpers/data.js';
 import { runCli } from '../cli/run-cli.js';
-import { call, putFile, startTestServer, type TestServer } from './helpers.js';
+import { call, ok, putFile, startTestServer, type TestServer } from './helpers.js';
 
 const MiB = 1 << 20;
 let a: TestServer;
@@ -30,12 +30,6 @@ afterAll(async () => {
   await b?.stop();
   await rm(work, { recursive: true, force: true });
 });
-
-async function ok(t: TestServer, method: string, path: string, body?: unknown) {
-  const r = await call(t, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** Frames (container, offset, length) of a cartridge's chunks, in stream order. */
 async function frames(barcode: string): Promise<Array<{ container: number; offset: number; length: number }>> {

@@ -61,6 +61,14 @@ export async function call(t: { url: string; admin: string }, method: string, pa
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
+/** `call` that fails with the method, path, status and body unless the answer is 2xx; its body. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function ok(t: { url: string; admin: string }, method: string, path: string, body?: unknown): Promise<any> {
+  const r = await call(t, method, path, body);
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
 export async function putFile(t: { url: string; admin: string }, lib: string, drive: number, data: Buffer, blockSize?: number, overwrite = false): Promise<Reply> {
   const params = new URLSearchParams();
   if (blockSize) params.set('blockSize', String(blockSize));

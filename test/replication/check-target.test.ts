@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli.js';
 import { flip, randomBytes } from '../helpers/data.js';
-import { call, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { ok, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 
 const MiB = 1 << 20;
 const PASSPHRASE = 'check target passphrase';
@@ -28,12 +28,6 @@ afterAll(async () => {
   await b?.stop();
   await rm(tierDir, { recursive: true, force: true });
 });
-
-async function ok(t: TestServer, method: string, path: string, body?: unknown) {
-  const r = await call(t, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 async function write(barcode: string, drive: number, data: Buffer): Promise<void> {
   await ok(a, 'POST', `/api/v1/libraries/lib1/drives/${drive}/load`, { barcode });

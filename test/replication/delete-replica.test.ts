@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { backupLikeBytes } from '../helpers/data.js';
-import { call, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { call, ok, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 
 const PASSPHRASE = 'delete replica passphrase';
 const BARCODE = 'VT0001L7';
@@ -28,12 +28,6 @@ afterAll(async () => {
   await b?.stop();
   await rm(tierDir, { recursive: true, force: true });
 });
-
-async function ok(t: TestServer, method: string, path: string, body?: unknown) {
-  const r = await call(t, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 it('a read-only DR replica holding data may be deleted; an ordinary write-protected cartridge holding data may not', async () => {
   // Region A: a cartridge with data, replicated to the file:// target.

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli.js';
 import { backupLikeBytes } from '../helpers/data.js';
-import { call, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { call, ok, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 
 const PASSPHRASE = 'dr fallback passphrase';
 const SIZE = 64 * 1024;
@@ -46,12 +46,6 @@ afterAll(async () => {
   await b?.stop();
   await rm(work, { recursive: true, force: true });
 });
-
-async function ok(t: TestServer, method: string, path: string, body?: unknown) {
-  const r = await call(t, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** `vtl ARGS` against `t`: its output, the error it threw and the exit code it set. */
 async function vtl(t: TestServer, args: string[]): Promise<{ out: string; error?: string; code: number }> {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { openTier } from '../../src/tier/index.js';
 import { backupLikeBytes, randomBytes } from '../helpers/data.js';
-import { call, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { call, ok, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver, type LocalServer, type RestartableServer } from '../tier/servers.js';
 
 process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
@@ -38,12 +38,6 @@ gens.push(nextGeneration(gens[1], 3));
 /** The tape files of the cartridge in region A, in order. */
 const tape: Buffer[] = [];
 const tapeBytes = () => tape.reduce((n, f) => n + f.length, 0);
-
-async function ok(t: TestServer, method: string, path: string, body?: unknown) {
-  const r = await call(t, method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 async function replicateAndWait(a: TestServer, target: string) {
   const job = await ok(a, 'POST', `/api/v1/cartridges/${BARCODE}/replicate`, { target, wait: true });
