@@ -322,9 +322,9 @@ export class Replicator {
     for (const t of await this.targets.list()) {
       const job = newest.get(stateKey(t.name, barcode));
       const valid = job && job.createdAt >= info.createdAt ? job : null;
-      const assigned = valid !== null || policy === t.name;
+      const assigned = assigns(valid) || policy === t.name;
       const { state, since } = await this.track(t.name, barcode, info, assigned);
-      if (!state && !assigned) continue;
+      if (!state && !assigned && !valid) continue; // a cancelled job is still shown, with its state
       out.push({ ...lagOf(info, state, since), target: t.name, job: valid && { id: valid.id, state: valid.state, lastError: valid.lastError } });
     }
     return out;
@@ -344,8 +344,9 @@ export class Replicator {
         // Jobs older than the cartridge were for a deleted one of the same barcode.
         const valid = job && job.createdAt >= info.createdAt ? job : undefined;
         if (valid?.state === 'failed') sum.failed++;
-        const { state, since } = await this.track(t.name, barcode, info, byPolicy || valid !== undefined);
-        if (!state && (info.logicalBytes === 0 || !(byPolicy || valid))) continue; // nothing (meant) to replicate
+        const assigned = byPolicy || assigns(valid);
+        const { state, since } = await this.track(t.name, barcode, info, assigned);
+        if (!state && (info.logicalBytes === 0 || !assigned)) continue; // nothing (meant) to replicate
         const lag = lagOf(info, state, since);
         sum.cartridges++;
         sum.bytesShipped += state?.bytesShipped ?? 0;
@@ -371,7 +372,7 @@ export class Replicator {
         const info = await this.syncInfo(barcode).catch(() => undefined);
         if (!info) continue;
         const job = newest.get(stateKey(t.name, barcode));
-        const assigned = byPolicy || (job !== undefined && job.createdAt >= info.createdAt);
+        const assigned = byPolicy || assigns(job && job.createdAt >= info.createdAt ? job : undefined);
         const { state, since } = await this.track(t.name, barcode, info, assigned);
         if (!state && !assigned) continue;
         const lag = lagOf(info, state, since);
@@ -619,6 +620,14 @@ export class Replicator {
 }
 
 /** Transient by the tier's rules, or an error of the network below it. */
+/**
+ * A job assigns its cartridge to its target unless an operator cancelled it: that says not to
+ * replicate it there (now), and the cartridge must not then lag there forever.
+ */
+function assigns(job: ReplicationJob | null | undefined): boolean {
+  return job !== null && job !== undefined && job.state !== 'cancelled';
+}
+
 function isRetryable(err: unknown): boolean {
   return isTransient(err) || /ECONNREFUSED|ECONNRESET|socket hang up|fetch failed/i.test(String((err as Error)?.message));
 }

@@ -258,7 +258,7 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     await login(a, auditor);
     await open('/replication');
     await page.locator('#repl-jobs').waitFor();
-    expect(await page.locator('#repl-targets tbody tr').count()).toBe(3); // east, broken, slow
+    await expect.poll(() => page.locator('#repl-targets tbody tr').count()).toBe(3); // east, broken, slow
     expect(await page.locator('#repl-jobs tbody tr').count()).toBe(5);
     expect(await page.locator('#add-target, #set-policy, #dr-refresh, [data-forget], [data-cancel], [data-promote]').count()).toBe(0);
     await open('/cartridge/VT0001L7');
