@@ -210,6 +210,7 @@ function refreshExitCode(results: Obj[]): void {
 /** Polls a replication job until it has ended; progress on stderr when that is a terminal. */
 export async function waitForReplication(c: ApiClient, id: string, pollMs = 250): Promise<Obj> {
   const tty = process.stderr.isTTY;
+  let told = 0;
   for (;;) {
     const j = await c.get<Obj>(`/api/v1/replication/jobs/${enc(id)}`);
     if (j.state !== 'queued' && j.state !== 'running') {
@@ -217,6 +218,11 @@ export async function waitForReplication(c: ApiClient, id: string, pollMs = 250)
       return j;
     }
     if (tty) process.stderr.write(`\rreplicating ${j.barcode} to ${j.target}: ${j.state}${j.progress.total ? ` ${j.progress.done}/${j.progress.total} containers` : ''}${j.lastError ? ` (retrying: ${j.lastError})` : ''}   `);
+    else if (j.lastError && j.attempts > told) {
+      // A log (cron, a script) gets one line per failed attempt: the job waits for the target, it does not fail.
+      told = j.attempts;
+      process.stderr.write(`vtl: replicating ${j.barcode} to ${j.target}: attempt ${j.attempts} failed (${j.lastError}); retrying${j.nextAttemptAt ? ` at ${j.nextAttemptAt}` : ''}, as long as it takes (cancel: POST /api/v1/replication/jobs/${j.id}/cancel)\n`);
+    }
     await new Promise((r) => setTimeout(r, pollMs));
   }
 }

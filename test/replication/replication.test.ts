@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { openTier } from '../../src/tier/index.js';
 import { backupLikeBytes, randomBytes } from '../helpers/data.js';
 import { call, ok, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
+import { runCli } from '../cli/run-cli.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver, type LocalServer, type RestartableServer } from '../tier/servers.js';
 
 process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
@@ -204,15 +205,18 @@ describe('replication to S3 (s3rver) and restore in a second region', () => {
       j = await ok(a, 'GET', `/api/v1/replication/jobs/${job.id}`);
     }
     expect(j.state).toBe('queued'); // waiting for the target, not failed
+    // `vtl replicate --wait` meanwhile (its request joins the queued job): a log line per failed attempt
+    const waiting = runCli(['replicate', BARCODE, '--target', 'west', '--wait', '--json', '--url', a.url, '--token-file', a.server.adminTokenFile]);
     await new Promise((r) => setTimeout(r, 1500)); // a few attempts against the dead target
     j = await ok(a, 'GET', `/api/v1/replication/jobs/${job.id}`);
     expect(j.state).not.toBe('failed');
     expect(j.lastError).toBeTruthy();
     await slow.restart();
-    while (j.state === 'queued' || j.state === 'running') {
-      await new Promise((r) => setTimeout(r, 100));
-      j = await ok(a, 'GET', `/api/v1/replication/jobs/${job.id}`);
-    }
+    const waited = await waiting;
+    expect(waited.stderr).toMatch(new RegExp(`^vtl: replicating ${BARCODE} to west: attempt \\d+ failed \\(.+\\); retrying at .*, as long as it takes`, 'm'));
+    expect(waited.exitCode).toBe(0);
+    j = JSON.parse(waited.out);
+    expect(j.id).toBe(job.id);
     expect(j.state, JSON.stringify(j)).toBe('done');
     expect(j.attempts).toBeGreaterThan(1);
     const stats = a.server.store.chunks.getStats();
