@@ -13,8 +13,8 @@
  * Guarantees: nothing on the target is deleted; a container is written again only from this
  * store's own sealed copy (the bytes the record says were shipped).
  */
-import { CONTAINER_HEADER, catalogObject, containerHeader, containerObject, decodeCatalog, type Catalog } from './layout.js';
-import { shippedKey, stateKey, type ShipDeps } from './ship.js';
+import { CONTAINER_HEADER, catalogObject, containerObject, decodeCatalog, type Catalog } from './layout.js';
+import { putContainer, shippedKey, stateKey, type ShipDeps } from './ship.js';
 import type { OpenTarget } from './targets.js';
 
 export interface TargetCheck {
@@ -77,12 +77,10 @@ export async function checkTarget(deps: ShipDeps, target: OpenTarget, opts: Chec
       report.lost.push(id);
       continue;
     }
-    const body = Buffer.concat([containerHeader(deps.cipher.wrapDataKey(id, local.dataKey)), local.bytes]);
-    await target.limiter.take(body.length);
-    await target.tier.put(containerObject(id), body, { contentLength: body.length });
-    onTarget.set(id, body.length);
+    const sent = await putContainer(deps, target, id, local);
+    onTarget.set(id, sent);
     report.reshipped.push(id);
-    report.bytesShipped += body.length;
+    report.bytesShipped += sent;
   }
   await checkCatalogs(deps, target, onTarget, opts, report);
   return report;

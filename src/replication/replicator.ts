@@ -320,12 +320,11 @@ export class Replicator {
     const newest = await this.newestJobs({ barcode });
     const policy = await this.policyTarget(barcode);
     for (const t of await this.targets.list()) {
-      const job = newest.get(stateKey(t.name, barcode));
-      const valid = job && job.createdAt >= info.createdAt ? job : null;
-      const assigned = assigns(valid) || policy === t.name;
+      const job = jobOf(newest, t.name, barcode, info);
+      const assigned = assigns(job) || policy === t.name;
       const { state, since } = await this.track(t.name, barcode, info, assigned);
-      if (!state && !assigned && !valid) continue; // a cancelled job is still shown, with its state
-      out.push({ ...lagOf(info, state, since), target: t.name, job: valid && { id: valid.id, state: valid.state, lastError: valid.lastError } });
+      if (!state && !assigned && !job) continue; // a cancelled job is still shown, with its state
+      out.push({ ...lagOf(info, state, since), target: t.name, job: job ? { id: job.id, state: job.state, lastError: job.lastError } : null });
     }
     return out;
   }
@@ -337,19 +336,10 @@ export class Replicator {
       const sum: TargetSummary = { name: t.name, url: t.url, bandwidthLimit: t.bandwidthLimit, cartridges: 0, replicated: 0, pending: 0, failed: 0, maxLagSeconds: null, bytesShipped: 0, queued: 0, running: 0 };
       for (const j of this.queued.values()) if (j.target === t.name) sum.queued++;
       if (this.running?.job.target === t.name) sum.running++;
-      for (const [barcode, byPolicy] of await this.members(t.name, newest)) {
-        const info = await this.syncInfo(barcode).catch(() => undefined);
-        if (!info) continue;
-        const job = newest.get(stateKey(t.name, barcode));
-        // Jobs older than the cartridge were for a deleted one of the same barcode.
-        const valid = job && job.createdAt >= info.createdAt ? job : undefined;
-        if (valid?.state === 'failed') sum.failed++;
-        const assigned = byPolicy || assigns(valid);
-        const { state, since } = await this.track(t.name, barcode, info, assigned);
-        if (!state && (info.logicalBytes === 0 || !assigned)) continue; // nothing (meant) to replicate
-        const lag = lagOf(info, state, since);
+      for await (const { job, state, lag } of this.standings(t.name, newest)) {
         sum.cartridges++;
         sum.bytesShipped += state?.bytesShipped ?? 0;
+        if (job?.state === 'failed') sum.failed++;
         // The lag now: a cartridge the target holds up to date adds 0, not how long that took.
         sum.maxLagSeconds = Math.max(sum.maxLagSeconds ?? 0, lag.state === 'replicated' ? 0 : (lag.lagSeconds ?? 0));
         if (lag.state === 'replicated') sum.replicated++;
@@ -368,20 +358,29 @@ export class Replicator {
     const out: Array<{ barcode: string; target: string; lagSeconds: number; since: string | null; syncedAt: string | null }> = [];
     const newest = await this.newestJobs();
     for (const t of await this.targets.list()) {
-      for (const [barcode, byPolicy] of await this.members(t.name, newest)) {
-        const info = await this.syncInfo(barcode).catch(() => undefined);
-        if (!info) continue;
-        const job = newest.get(stateKey(t.name, barcode));
-        const assigned = byPolicy || assigns(job && job.createdAt >= info.createdAt ? job : undefined);
-        const { state, since } = await this.track(t.name, barcode, info, assigned);
-        if (!state && !assigned) continue;
-        const lag = lagOf(info, state, since);
+      for await (const { barcode, info, since, lag } of this.standings(t.name, newest)) {
         if (lag.state !== 'replicated' && lag.lagSeconds !== null && lag.lagSeconds > seconds) {
           out.push({ barcode, target: t.name, lagSeconds: lag.lagSeconds, since: since ?? info.syncedAt, syncedAt: info.syncedAt });
         }
       }
     }
     return out;
+  }
+
+  /**
+   * Each cartridge that counts for a target (it holds it, or a policy or a live job assigns it
+   * there, and it has data), with its newest job there, its replica state and its lag now.
+   */
+  private async *standings(target: string, newest: Map<string, ReplicationJob>) {
+    for (const [barcode, byPolicy] of await this.members(target, newest)) {
+      const info = await this.syncInfo(barcode).catch(() => undefined);
+      if (!info) continue;
+      const job = jobOf(newest, target, barcode, info);
+      const assigned = byPolicy || assigns(job);
+      const { state, since } = await this.track(target, barcode, info, assigned);
+      if (!state && (info.logicalBytes === 0 || !assigned)) continue; // nothing (meant) to replicate
+      yield { barcode, info, job, state, since, lag: lagOf(info, state, since) };
+    }
   }
 
   /**
@@ -620,12 +619,18 @@ export class Replicator {
 }
 
 /** Transient by the tier's rules, or an error of the network below it. */
+/** The newest job for a cartridge on a target; one older than the cartridge was a deleted one's of its barcode. */
+function jobOf(newest: Map<string, ReplicationJob>, target: string, barcode: string, info: SyncInfo): ReplicationJob | undefined {
+  const job = newest.get(stateKey(target, barcode));
+  return job && job.createdAt >= info.createdAt ? job : undefined;
+}
+
 /**
  * A job assigns its cartridge to its target unless an operator cancelled it: that says not to
  * replicate it there (now), and the cartridge must not then lag there forever.
  */
-function assigns(job: ReplicationJob | null | undefined): boolean {
-  return job !== null && job !== undefined && job.state !== 'cancelled';
+function assigns(job: ReplicationJob | undefined): boolean {
+  return job !== undefined && job.state !== 'cancelled';
 }
 
 function isRetryable(err: unknown): boolean {

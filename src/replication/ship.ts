@@ -271,10 +271,8 @@ async function shipContainers(deps: ShipDeps, target: OpenTarget, ids: number[],
       if (!c) throw new RetryNow(`container ${id} was removed (GC) while replicating; starting over`);
       const size = CONTAINER_HEADER + c.bytes.length;
       if (onTarget.get(id) !== size) {
-        const body = Buffer.concat([containerHeader(deps.cipher.wrapDataKey(id, c.dataKey)), c.bytes]);
-        await putLimited(target, containerObject(id), body);
+        bytes += await putContainer(deps, target, id, c);
         count++;
-        bytes += body.length;
       }
       await deps.tables.shipped.put(shippedKey(name, id), size);
       progress(++done, unknown.length, `containers shipped to ${name}`);
@@ -282,6 +280,13 @@ async function shipContainers(deps: ShipDeps, target: OpenTarget, ids: number[],
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_PUTS, unknown.length) }, worker));
   return { count, bytes };
+}
+
+/** Ships a sealed container as it is, its data key wrapped for the target; the bytes sent. */
+export async function putContainer(deps: ShipDeps, target: OpenTarget, id: number, c: { bytes: Buffer; dataKey: Buffer }): Promise<number> {
+  const body = Buffer.concat([containerHeader(deps.cipher.wrapDataKey(id, c.dataKey)), c.bytes]);
+  await putLimited(target, containerObject(id), body);
+  return body.length;
 }
 
 async function putLimited(target: OpenTarget, key: string, body: Buffer): Promise<void> {
