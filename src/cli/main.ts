@@ -12,10 +12,13 @@ async function program(): Promise<Command> {
 }
 
 // `vtl ... | head`: once the reader of stdout is gone, nothing more can be said there; exit
-// quietly, as Unix tools do, instead of dying with an EPIPE stack trace. (What the command did
-// on the server is done either way.)
+// quietly instead of dying with an EPIPE stack trace, with the status a Unix tool killed by
+// SIGPIPE has (128 + 13), not 0: `vtl image export ... -o - | gzip` whose gzip died wrote a cut
+// image, and a script with `set -o pipefail` must see that. (Node ignores SIGPIPE, so the
+// signal cannot end the process itself. What the command did on the server is done either way.)
+const SIGPIPE_STATUS = 141;
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
+  if (err.code === 'EPIPE') process.exit(SIGPIPE_STATUS);
   console.error(`vtl: writing to stdout: ${err.message}`);
   process.exit(1);
 });
