@@ -5,7 +5,10 @@
  * Guarantees:
  * - Every job has a durable record (`jobs` / `runs`) from the moment `start` answers: kind,
  *   target, who asked, state, progress (saved at most once a second), result or error. A job
- *   cut off by a crash or stop is marked `interrupted` at the next start, never left `running`.
+ *   cut off by a stop ends `interrupted`; one cut off by a crash is marked so at the next start,
+ *   never left `running`.
+ * - Scheduled jobs keep their period across restarts (counted from the last run on record); a
+ *   run that is due at start, or was cut off, starts again soon after the start.
  * - Cancel is cooperative: the job stops at its next check and ends `cancelled`, keeping the
  *   partial result it had.
  * - A verify job reads every tape file of a cartridge, checks its end-to-end checksum and

@@ -82,6 +82,7 @@ interface Live {
 }
 
 const SAVE_EVERY_MS = 1000;
+const STOPPED = 'the server stopped while the job ran';
 const ID = /^[0-9a-z]{1,40}$/;
 
 export class Jobs {
@@ -89,6 +90,7 @@ export class Jobs {
   private readonly live = new Map<string, Live>();
   private readonly endListeners: Array<(rec: JobRecord) => void | Promise<void>> = [];
   private lastMs = 0;
+  private closing = false;
   private seq = 0;
 
   constructor(db: JobsDb) {
@@ -105,7 +107,7 @@ export class Jobs {
     const out: JobRecord[] = [];
     for await (const rec of this.runs.values()) {
       if (rec.state !== 'running' || this.live.has(rec.id)) continue;
-      const next: JobRecord = { ...rec, state: 'interrupted', finishedAt: new Date().toISOString(), error: rec.error ?? 'the server stopped while the job ran' };
+      const next: JobRecord = { ...rec, state: 'interrupted', finishedAt: new Date().toISOString(), error: rec.error ?? STOPPED };
       await this.runs.put(rec.id, next);
       out.push(next);
     }
@@ -159,6 +161,18 @@ export class Jobs {
     return { items, total };
   }
 
+  /** The newest `n` runs of a kind that `counts` accepts, newest first (a scan that stops there). */
+  async newest(kind: string, n: number, counts: (rec: JobRecord) => boolean = () => true): Promise<JobRecord[]> {
+    const out: JobRecord[] = [];
+    for await (const stored of this.runs.values({ reverse: true })) {
+      const rec = this.live.get(stored.id)?.rec ?? stored;
+      if (rec.kind !== kind || !counts(rec)) continue;
+      out.push(snapshot(rec));
+      if (out.length >= n) break;
+    }
+    return out;
+  }
+
   /** Asks a running job to stop; it ends `cancelled` at its next check. Ended jobs are left as they are. */
   async cancel(id: string): Promise<JobRecord> {
     const l = this.live.get(id);
@@ -182,8 +196,13 @@ export class Jobs {
     return [...this.live.values()].map((l) => l.rec).filter((r) => r.state === 'running' && r.kind === kind && (target === undefined || r.target === target));
   }
 
-  /** Cancels every running job and waits for them to record their end (shutdown). */
+  /**
+   * Stops every running job and waits for them to record their end (shutdown). They end
+   * `interrupted`, as after a crash, not `cancelled`: nobody chose to drop the work, and a
+   * schedule runs it again soon after the next start (schedule.ts).
+   */
   async close(): Promise<void> {
+    this.closing = true;
     const all = [...this.live.values()];
     for (const l of all) l.abort.abort();
     await Promise.all(all.map((l) => l.done.catch(() => undefined)));
@@ -209,7 +228,8 @@ export class Jobs {
       rec.state = abort.signal.aborted ? 'cancelled' : 'succeeded';
     } catch (err) {
       if (err instanceof JobCancelled || abort.signal.aborted) {
-        rec.state = 'cancelled';
+        rec.state = this.closing ? 'interrupted' : 'cancelled';
+        if (this.closing) rec.error = STOPPED;
         if (err instanceof JobCancelled && err.partial !== undefined) rec.result = err.partial;
       } else {
         rec.state = 'failed';

@@ -20,6 +20,7 @@ afterEach(async () => {
 });
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
+const HOUR = 3_600_000;
 
 test('a job runs in the background, reports progress and keeps its result', async () => {
   const jobs = new Jobs(db);
@@ -96,6 +97,24 @@ test('a cancelled job keeps the partial result it hands over', async () => {
   expect(await jobs.wait(j.id)).toMatchObject({ state: 'cancelled', result: { done: 'half' } });
 });
 
+test('a job the server stops on its way down ends interrupted, not cancelled, keeping its partial result', async () => {
+  const jobs = new Jobs(db);
+  const j = await jobs.start({
+    kind: 'scrub',
+    run: async (ctx) => {
+      while (!ctx.signal.aborted) await tick();
+      throw new JobCancelled({ checked: 'some' });
+    },
+  });
+  await tick();
+  await jobs.close();
+  expect(await jobs.get(j.id)).toMatchObject({ state: 'interrupted', error: expect.stringContaining('stopped'), result: { checked: 'some' } });
+  // and the next start's schedule takes it up again soon
+  const schedule = new Schedule(new Jobs(db), { catchUpMs: 50 });
+  expect((await schedule.firstRun(7 * 24 * HOUR, 'scrub')).reason).toBe('last run interrupted');
+  schedule.close();
+});
+
 test('a run left running by a stopped process is marked interrupted at the next start', async () => {
   const first = new Jobs(db);
   const j = await first.start({ kind: 'forever', run: () => new Promise(() => undefined) });
@@ -126,7 +145,70 @@ test('a schedule starts its job periodically, never a second copy while one runs
   expect(n).toBeGreaterThan(2);
   await new Promise((r) => setTimeout(r, 60));
   expect(started).toBe(n); // closed: no more
-  expect(() => schedule.every(0, 'x', async () => undefined)).toThrow(RangeError);
+  await expect(schedule.every(0, 'x', async () => undefined)).rejects.toThrow(RangeError);
+});
+
+
+/** A finished run of `kind` as an earlier process left it, started `agoMs` before now. */
+async function pastRun(kind: string, agoMs: number, state: 'succeeded' | 'interrupted', requestedBy = 'schedule'): Promise<void> {
+  const at = new Date(Date.now() - agoMs).toISOString();
+  const id = `${(Date.now() - agoMs).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const runs = db.sublevel<string, unknown>('jobs', { valueEncoding: 'json' }).sublevel<string, object>('runs', { valueEncoding: 'json' });
+  await runs.put(id, { id, kind, target: null, state, requestedBy, createdAt: at, finishedAt: at, progress: { done: 0, total: null, unit: 'items', message: null }, result: null, error: null });
+}
+
+test('a schedule keeps its period across restarts: the first run is due a period after the last one', async () => {
+  const schedule = new Schedule(new Jobs(db), { catchUpMs: 50 });
+  // never ran: a whole period from now, as a fresh install
+  const fresh = await schedule.firstRun(24 * HOUR, 'gc');
+  expect(fresh.reason).toBe('no earlier run');
+  expect(fresh.atMs - Date.now()).toBeGreaterThan(23 * HOUR);
+  // ran 3 h ago, daily: due in about 21 h, not 24 h after this start
+  await pastRun('gc', 3 * HOUR, 'succeeded');
+  const onTime = await schedule.firstRun(24 * HOUR, 'gc');
+  expect(onTime.reason).toBe('on time');
+  expect((onTime.atMs - Date.now()) / HOUR).toBeCloseTo(21, 1);
+  // a weekly scrub whose last run was 8 days ago (restarts kept postponing it): soon after start
+  await pastRun('scrub', 8 * 24 * HOUR, 'succeeded');
+  const overdue = await schedule.firstRun(7 * 24 * HOUR, 'scrub');
+  expect(overdue.reason).toBe('overdue');
+  expect(overdue.atMs - Date.now()).toBeLessThanOrEqual(50);
+  schedule.close();
+});
+
+test('a run cut off by a crash starts again soon after the next start, but not after two in a row', async () => {
+  const first = new Jobs(db);
+  await first.start({ kind: 'scrub', requestedBy: 'schedule', run: () => new Promise(() => undefined) });
+  // the process dies; the next one marks the run interrupted and sets its schedule
+  const jobs = new Jobs(db);
+  await jobs.recover();
+  const schedule = new Schedule(jobs, { catchUpMs: 30 });
+  let started = 0;
+  const first1 = await schedule.every(7 * 24 * HOUR, 'scrub', () => {
+    started++;
+    return jobs.start({ kind: 'scrub', requestedBy: 'schedule', run: () => new Promise(() => undefined) });
+  });
+  expect(first1.reason).toBe('last run interrupted');
+  await new Promise((r) => setTimeout(r, 200));
+  expect(started).toBe(1);
+  schedule.close();
+  // that run dies too: two in a row, so the third start waits a whole period
+  const third = new Jobs(db);
+  await third.recover();
+  const again = new Schedule(third, { catchUpMs: 30 });
+  const next = await again.firstRun(7 * 24 * HOUR, 'scrub');
+  expect(next.reason).toBe('interrupted twice');
+  expect(next.atMs - Date.now()).toBeGreaterThan(6 * 24 * HOUR);
+  again.close();
+});
+
+test('only the runs a schedule counts as its own postpone it', async () => {
+  await pastRun('verify', 1 * HOUR, 'succeeded', 'admin'); // an operator's restore test of one cartridge
+  await pastRun('verify', 30 * HOUR, 'succeeded', 'schedule');
+  const schedule = new Schedule(new Jobs(db), { catchUpMs: 50 });
+  expect((await schedule.firstRun(24 * HOUR, 'verify')).reason).toBe('on time');
+  expect((await schedule.firstRun(24 * HOUR, 'verify', (r) => r.requestedBy === 'schedule')).reason).toBe('overdue');
+  schedule.close();
 });
 
 test('a job that has ended is not running any more, even while its record is still being saved', async () => {
