@@ -146,8 +146,8 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     // One audit log for the API and rmt: appends are serialized per instance.
     const audit = new AuditLog(store.db);
     const interrupted = await audit.recoverInterrupted();
-    if (interrupted > 0) console.error(`vtl: ${interrupted} API change${interrupted === 1 ? ' was' : 's were'} running when the server stopped: logged as interrupted in the audit log (vtl audit list)`);
-    rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, onChange: (c) => auditRmt(audit, c) });
+    if (interrupted > 0) console.error(`vtl: ${interrupted} change${interrupted === 1 ? ' was' : 's were'} (API requests, rmt sessions writing) running when the server stopped: logged as interrupted in the audit log (vtl audit list)`);
+    rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, ...auditRmt(audit) });
     const listening = await rmt.listen();
     const rmtAddress = `${listening.host}:${listening.port}`;
 
@@ -194,17 +194,32 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
   }
 }
 
-/** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
 /**
- * rmt has no tokens: its entries name the client's address as the actor. A failed append is
- * reported, not thrown: the tape data is already durable, and the client has its answer.
+ * rmt's hooks into the audit log. rmt has no tokens: its entries name the client's address as
+ * the actor. A session's first change is noted (a crash mid-session leaves an interrupted
+ * entry) and its entry at close settles the note. Failures are reported, not thrown: a tape
+ * session never fails for its audit, and at close the data is already durable.
  */
-function auditRmt(audit: AuditLog, c: RmtChange): void {
-  audit
-    .append({ actor: `rmt ${c.peer}`, tokenId: null, role: null, action: c.action, target: c.barcode, status: 0, result: c.ok ? 'ok' : 'error', detail: c.detail })
-    .catch((err: Error) => console.error(`vtl: audit log append failed (${c.action} ${c.barcode}): ${err.message}`));
+function auditRmt(audit: AuditLog): Pick<ConstructorParameters<typeof RmtServer>[0], 'onBegin' | 'onChange'> {
+  const actor = (peer: string) => `rmt ${peer}`;
+  return {
+    onBegin: (b) =>
+      audit.begin({ actor: actor(b.peer), tokenId: null, role: null, action: b.action, target: b.barcode, ifInterrupted: b.ifInterrupted }).catch((err: Error) => {
+        console.error(`vtl: audit note failed (${b.action} ${b.barcode}): ${err.message}; the session goes on without one`);
+        return undefined;
+      }),
+    // The session answers its close once this settles: the entry is in the log first.
+    onChange: (c: RmtChange) =>
+      audit
+        .append({ actor: actor(c.peer), tokenId: null, role: null, action: c.action, target: c.barcode, status: 0, result: c.ok ? 'ok' : 'error', detail: c.detail }, c.started)
+        .then(
+          () => undefined,
+          (err: Error) => console.error(`vtl: audit log append failed (${c.action} ${c.barcode}): ${err.message}`),
+        ),
+  };
 }
 
+/** Stop accepting, let requests finish (then cut them: their handlers roll back), sync, close. */
 async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, audit: AuditLog, libraries: Libraries, store: DataStore, repl: { replicator: Replicator; dr: DisasterRecovery }, graceMs: number): Promise<void> {
   const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
   try {

@@ -11,6 +11,10 @@
  * has an answer, removes the note in the same batch. A note a crash left behind becomes an
  * entry with result `interrupted` at the next start (`recoverInterrupted`): a change made just
  * before a crash (an erase the client never heard back about) is never missing from the log.
+ * API mutations are noted before their handler runs; rmt device sessions before their first
+ * write, filemark or erase, once per open, and their entry at close removes the note. A note
+ * may carry its own account of what a stop leaves behind (`ifInterrupted`: rmt says which
+ * cartridge and what was rolled back); the interrupted entry's detail uses it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { JobsDb } from './jobs.js';
@@ -56,8 +60,18 @@ export interface ChainCheck {
   problem: { seq: number; reason: string } | null;
 }
 
+/** What `begin` notes: who is about to change what. */
+export interface AuditBegin extends Omit<AuditInput, 'status' | 'result' | 'detail'> {
+  /**
+   * What a server stop before the outcome leaves behind, for the `interrupted` entry's detail
+   * (e.g. rmt: the records after the cartridge's last filemark were rolled back). Without it,
+   * the API's account: the request may or may not have been done.
+   */
+  ifInterrupted?: string;
+}
+
 /** A mutation noted as begun, without an outcome yet. */
-interface Started extends Omit<AuditInput, 'status' | 'result' | 'detail'> {
+interface Started extends AuditBegin {
   at: string;
 }
 
@@ -68,6 +82,12 @@ const key = (seq: number) => String(seq).padStart(12, '0');
 export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
   const fields = [e.seq, e.at, e.actor, e.tokenId, e.role, e.action, e.target, e.status, e.result, e.detail, e.prevHash];
   return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+}
+
+/** When the change began, and what the stop left: the note's own account, or the API's. */
+function interruptedDetail(s: Started): string {
+  if (s.ifInterrupted) return `the server stopped during this change (begun at ${s.at}): ${s.ifInterrupted}`;
+  return `the server stopped before this had an answer (asked at ${s.at}): it may or may not have been done; look at ${s.target}`;
 }
 
 export class AuditLog {
@@ -84,7 +104,7 @@ export class AuditLog {
   }
 
   /** Notes a mutation about to run; the `append` of its outcome with the returned id settles it. */
-  async begin(input: Omit<AuditInput, 'status' | 'result' | 'detail'>): Promise<string> {
+  async begin(input: AuditBegin): Promise<string> {
     const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
     await this.inflight.put(id, { ...input, at: new Date().toISOString() });
     return id;
@@ -112,8 +132,7 @@ export class AuditLog {
   async recoverInterrupted(): Promise<number> {
     let n = 0;
     for await (const [id, s] of this.inflight.iterator()) {
-      const detail = `the server stopped before this had an answer (asked at ${s.at}): it may or may not have been done; look at ${s.target}`;
-      await this.append({ actor: s.actor, tokenId: s.tokenId, role: s.role, action: s.action, target: s.target, status: 0, result: 'interrupted', detail }, id);
+      await this.append({ actor: s.actor, tokenId: s.tokenId, role: s.role, action: s.action, target: s.target, status: 0, result: 'interrupted', detail: interruptedDetail(s) }, id);
       n++;
     }
     return n;

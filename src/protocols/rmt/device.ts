@@ -22,6 +22,9 @@
  *   the write fails with ENOSPC. Filemarks (and close's) are written in the zone; any command
  *   but a write (or S, L, nop, setblk, tell) ends the alternation, as it resets st's EOM state.
  *   S reports GMT_EOT past the early-warning point.
+ * - Before the first change an open makes to the cartridge (a write, a filemark, an erase; not a
+ *   read-only open, not a flush) it awaits `beforeChange` once (the audit log's note, so a crash
+ *   mid-session is on record); every later record goes straight to the medium.
  * - For the `vtl rmt` bridge (see bridge.ts): `writeCredit` says how many bytes of further
  *   records a client may be told are written before they are (never into the early-warning
  *   zone), and `undoReads` takes back the client's last reads exactly (position and st's read
@@ -59,6 +62,11 @@ const FILEMARK_FIRST = new Set(['rewind', 'offline', 'unload', 'seek', 'bsf', 'b
 export const WRITE_WINDOW = 8 * 2 ** 20;
 /** Most reads `undoReads` can take back (a bridge's read-ahead stays below this). */
 export const MAX_UNDO = 256;
+
+/** What a change to the cartridge is, for `beforeChange`: records and filemarks, or an erase. */
+export type ChangeKind = 'write' | 'erase';
+/** Awaited once per open, before its first change reaches the medium; must not reject. */
+export type BeforeChange = (kind: ChangeKind) => Promise<void>;
 
 /** What a read changes besides the position: restored when it is taken back. */
 interface ReadState {
@@ -140,17 +148,20 @@ export class TapeDevice {
   /** What this session changed on the cartridge (the audit log's entry at close). */
   readonly changes = { records: 0, bytes: 0, filemarks: 0, erased: false };
   /** Writes and erases the cartridge refused (write protect, WORM): the first reason and how often. */
-  readonly refusals = new Map<'write' | 'erase', { reason: string; times: number }>();
+  readonly refusals = new Map<ChangeKind, { reason: string; times: number }>();
+  /** `beforeChange` has run (or is running): a flag, so streaming records pay no await for it. */
+  private changeNoted = false;
 
   private constructor(
     readonly name: DeviceName,
     private readonly flags: OpenFlags,
     private readonly drive: Drive,
     private readonly medium: Medium,
+    private readonly beforeChange?: BeforeChange,
   ) {}
 
   /** Opens a drive session; fails as `open(2)` on a tape device would. */
-  static async open(libs: Libraries, name: DeviceName, flags: OpenFlags): Promise<TapeDevice> {
+  static async open(libs: Libraries, name: DeviceName, flags: OpenFlags, beforeChange?: BeforeChange): Promise<TapeDevice> {
     let drive: Drive;
     let medium: Medium;
     try {
@@ -166,7 +177,13 @@ export class TapeDevice {
     };
     if (!medium.isLoaded && !flags.nonblock) await refuse(new RmtError('ENOMEDIUM', `the cartridge in drive ${name.drive} of ${name.library} is offline (load it, or open with O_NONBLOCK and send MTLOAD)`));
     if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new WriteProtectedOpen(medium.id));
-    return new TapeDevice(name, flags, drive, medium);
+    return new TapeDevice(name, flags, drive, medium, beforeChange);
+  }
+
+  /** Runs `beforeChange` before this open's first change; once, whatever the change's outcome. */
+  private async firstChange(kind: ChangeKind): Promise<void> {
+    this.changeNoted = true;
+    await this.beforeChange?.(kind);
   }
 
   /** The cartridge in the drive (loaded or taken offline). */
@@ -200,6 +217,7 @@ export class TapeDevice {
         this.eomRefuseNext = false;
         throw new RmtError('ENOSPC', 'end of medium: the cartridge is past its early-warning point or full; this record was not written, the next write may write a trailer');
       }
+      if (!this.changeNoted) await this.firstChange('write');
       streaming = this.writing && this.farFromEnd();
       stored = this.medium.write(data);
       if (done) stored.then(done, done);
@@ -441,6 +459,7 @@ export class TapeDevice {
       case 'weof':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
         if (count < 0) throw new RmtError('EINVAL', 'negative filemark count');
+        if (count > 0 && !this.changeNoted) await this.firstChange('write');
         this.check(this.noteRefusal('write', await m.writeFilemarks(count)));
         this.changes.filemarks += count;
         return count;
@@ -459,6 +478,7 @@ export class TapeDevice {
         return this.check(await m.load());
       case 'erase':
         if (!this.writable) throw new RmtError('EACCES', 'the device is open for reading only');
+        if (!this.changeNoted) await this.firstChange('erase');
         this.check(this.noteRefusal('erase', await m.erase()));
         this.changes.erased = true;
         return 0;
@@ -478,9 +498,8 @@ export class TapeDevice {
     return this.check(await this.medium.space(kind, count), Math.abs(count));
   }
 
-  /** A failed result throws its errno; a good one answers `value`. */
   /** Counts a write or erase the cartridge refused (DATA PROTECT); passes the result on. */
-  private noteRefusal(kind: 'write' | 'erase', r: TapeResult): TapeResult {
+  private noteRefusal(kind: ChangeKind, r: TapeResult): TapeResult {
     if (r.ok || r.sense?.key !== 'DATA PROTECT') return r;
     const seen = this.refusals.get(kind);
     if (seen) seen.times++;
@@ -488,6 +507,7 @@ export class TapeDevice {
     return r;
   }
 
+  /** A failed result throws its errno; a good one answers `value`. */
   private check(r: TapeResult, value = 0): number {
     this.residue = r.residue;
     if (!r.ok) throw errnoOf(r);

@@ -13,7 +13,13 @@
  * - One session per drive: a second open gets EBUSY.
  * - What a device session wrote or erased, and the writes and erases the cartridge refused
  *   (write protect, WORM), are reported when it closes (`onChange`: the audit log), with the
- *   client's address; an open for writing refused by write protect is reported at once.
+ *   client's address, and the close is answered after that report settles; an open for writing
+ *   refused by write protect is reported at once.
+ * - Before a device session's first write, filemark or erase (once per open; a read-only open
+ *   never), `onBegin` notes it and is awaited: one audit note, never per record. Its change at
+ *   close carries the note's id and settles it, also when the server stops gracefully; a note
+ *   a crash leaves becomes an `interrupted` entry at the next start naming the cartridge and
+ *   what was rolled back. A note that cannot be made is reported; the session goes on.
  * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
  *   length is checked (records at most 2 MiB) before anything is allocated or read.
  * - `vtl rmt` (bridge.ts) pipelines for its client, through a vtl extension of the protocol that
@@ -30,4 +36,4 @@ export { parseDevice, parseOpenFlags, tapeOp, RmtError, ERRNO } from './names.js
 export type { DeviceName, Dialect, TapeOp } from './names.js';
 export { MAX_TRANSFER, MTGET_SIZE, GMT, WRITE_WINDOW } from './device.js';
 export { BRIDGE_EXTENSION } from './session.js';
-export type { RmtChange } from './session.js';
+export type { RmtBegin, RmtChange } from './session.js';

@@ -1,13 +1,14 @@
 /**
  * The rmt server: one session per TCP connection (127.0.0.1:7421 by default), and per
  * connection to its local socket (listenLocal). Closing the server stops every session after
- * its current command and closes its device, so everything clients wrote reaches a sync point.
+ * its current command and closes its device, so everything clients wrote reaches a sync point
+ * and each session's change (with its note's id) is reported before `close` resolves.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT } from './names.js';
-import { RmtSession, type RmtChange } from './session.js';
+import { RmtSession, type RmtBegin, type RmtChange } from './session.js';
 
 export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
@@ -21,8 +22,17 @@ export interface RmtServerOptions {
   trace?: (line: string) => void;
   /** On close, how long a client that does not read its replies may hold up its session. */
   closeGraceMs?: number;
-  /** Receives what each session wrote or erased, when it closes its device (the audit log). */
-  onChange?: (change: RmtChange) => void;
+  /**
+   * Receives what each session wrote or erased, when it closes its device (the audit log); the
+   * close is answered once its promise settles.
+   */
+  onChange?: (change: RmtChange) => void | Promise<void>;
+  /**
+   * Notes a device session's first change before it reaches the cartridge (once per open; the
+   * audit log's note, settled by the change at close). Resolves to the note's id, or undefined
+   * when noting failed (it reports that itself: the session goes on).
+   */
+  onBegin?: (begin: RmtBegin) => Promise<string | undefined>;
 }
 
 export class RmtServer {
@@ -114,7 +124,7 @@ export class RmtServer {
       this.sockets.delete(socket);
       this.ended = { in: this.ended.in + socket.bytesRead, out: this.ended.out + socket.bytesWritten };
     });
-    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName, onChange: this.opts.onChange });
+    const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName, onChange: this.opts.onChange, onBegin: this.opts.onBegin });
     this.sessions.add(session);
     void session.done.finally(() => {
       this.sessions.delete(session);

@@ -20,7 +20,7 @@
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { recycleBuffer, takeBuffer } from '../../tape/index.js';
-import { MAX_TRANSFER, TapeDevice, WriteProtectedOpen } from './device.js';
+import { MAX_TRANSFER, TapeDevice, WriteProtectedOpen, type ChangeKind } from './device.js';
 import { Input, ProtocolError } from './input.js';
 import { RmtError, parseDevice, parseOpenFlags } from './names.js';
 
@@ -43,6 +43,17 @@ class Fatal extends Error {
   }
 }
 
+/** A device session about to change a cartridge, once per open (the audit log notes it). */
+export interface RmtBegin {
+  /** The action of the change the note stands for: the close reports one with this action. */
+  action: 'rmt write' | 'rmt erase';
+  barcode: string;
+  /** The client's address (host:port), or `local` for the local socket. */
+  peer: string;
+  /** What a server stop before the close leaves on the cartridge, naming it. */
+  ifInterrupted: string;
+}
+
 /** A change a session made to a cartridge, or tried to and was refused, reported when it closes the device (audit log). */
 export interface RmtChange {
   /** `rmt write` (records and filemarks) or `rmt erase`. */
@@ -54,13 +65,30 @@ export interface RmtChange {
   detail: string;
   /** False for a failed close, and for writes or erases the cartridge refused (`detail` says which). */
   ok: boolean;
+  /** The note `onBegin` made for this open: this change settles it (one change per note). */
+  started?: string;
+}
+
+/** An open device's audit note: its id and the kind of the first change it stands for. */
+interface Note {
+  id: string;
+  kind: ChangeKind;
 }
 
 export interface SessionOptions {
   libraries: Libraries;
   trace?: (line: string) => void;
-  /** Receives what each device session changed, at its close. */
-  onChange?: (change: RmtChange) => void;
+  /**
+   * Receives what each device session changed, at its close; the close is answered once the
+   * returned promise settles (the entry is in the log, as the API's are before its answers).
+   */
+  onChange?: (change: RmtChange) => void | Promise<void>;
+  /**
+   * Awaited before a device session's first change (once per open): notes it and resolves to
+   * the note's id, which that session's change at close carries. Reports its own failures and
+   * resolves to undefined then: a failed note never fails the tape session.
+   */
+  onBegin?: (begin: RmtBegin) => Promise<string | undefined>;
   /** The abstract name of the server's local socket, told to clients that speak version 2. */
   localName?: string;
 }
@@ -70,6 +98,8 @@ export class RmtSession {
   private device: TapeDevice | undefined;
   /** The device name the open device was opened by. */
   private deviceName = '';
+  /** The audit note of the open device's first change, settled by its report at close. */
+  private note: Note | undefined;
   /** The client's address, taken while the socket is open (it is gone once it closes). */
   private readonly peer: string;
   private stopping = false;
@@ -249,11 +279,11 @@ export class RmtSession {
     const flags = parseOpenFlags(flagsLine);
     if (!flags) throw new RmtError('EINVAL', `bad open flags ${JSON.stringify(flagsLine)}`);
     try {
-      this.device = await TapeDevice.open(this.opts.libraries, dev, flags);
+      this.device = await TapeDevice.open(this.opts.libraries, dev, flags, (kind) => this.noteChange(name, kind));
     } catch (err) {
       // A refused attempt to write is worth an audit entry; other failed opens change nothing.
       if (err instanceof WriteProtectedOpen) {
-        this.opts.onChange?.({ action: 'rmt write', barcode: err.barcode, peer: this.peer, ok: false, detail: `${name}: refused at open: the cartridge is write protected` });
+        await this.tell([{ action: 'rmt write', barcode: err.barcode, peer: this.peer, ok: false, detail: `${name}: refused at open: the cartridge is write protected` }]);
       }
       throw err;
     }
@@ -345,24 +375,50 @@ export class RmtSession {
     return this.device;
   }
 
+  /**
+   * The device's first change is about to reach the cartridge: `onBegin` notes it, so a crash
+   * before the close still leaves an entry. Commands run one at a time, so the note belongs to
+   * the device open now; its close takes it.
+   */
+  private async noteChange(name: string, kind: ChangeKind): Promise<void> {
+    const { onBegin, onChange } = this.opts;
+    const dev = this.device;
+    // Without onChange nothing would ever settle the note.
+    if (!onBegin || !onChange || !dev) return;
+    const action = `rmt ${kind}` as const;
+    // onBegin reports its own failures; a rejection here only means the session has no note.
+    const id = await onBegin({ action, barcode: dev.barcode, peer: this.peer, ifInterrupted: ifInterrupted(name, dev.barcode, kind) }).catch(() => undefined);
+    if (id !== undefined) this.note = { id, kind };
+  }
+
   private async closeDevice(): Promise<void> {
     const dev = this.device;
-    this.device = undefined;
+    const note = this.note;
+    this.device = this.note = undefined;
     if (!dev) return;
     try {
       await dev.close();
     } catch (err) {
-      this.report(dev, err as Error);
+      await this.tell(this.report(dev, note, err as Error));
       throw err;
     }
-    this.report(dev);
+    await this.tell(this.report(dev, note));
   }
 
-  /** Tells `onChange` what the device session wrote or erased, and what it was refused (nothing when neither). */
-  private report(dev: TapeDevice, failure?: Error): void {
+  /** Hands changes to `onChange` and waits for them (its failures are its own to report). */
+  private async tell(changes: RmtChange[]): Promise<void> {
     const onChange = this.opts.onChange;
+    if (!onChange || changes.length === 0) return;
+    await Promise.allSettled(changes.map(async (c) => onChange(c)));
+  }
+
+  /**
+   * What the device session wrote or erased, and what it was refused (nothing when neither).
+   * The first change of the note's action settles the note; if the noted change reached
+   * nothing (it failed), a failed change of that action is reported so the note is settled.
+   */
+  private report(dev: TapeDevice, note: Note | undefined, failure?: Error): RmtChange[] {
     const c = dev.changes;
-    if (!onChange) return;
     const base = { barcode: dev.barcode, peer: this.peer, ok: true };
     const done: RmtChange[] = [];
     if (c.erased) done.push({ ...base, action: 'rmt erase', detail: `${this.deviceName}: erased from the position on` });
@@ -375,7 +431,12 @@ export class RmtSession {
     for (const [kind, r] of dev.refusals) {
       done.push({ ...base, action: `rmt ${kind}`, ok: false, detail: `${this.deviceName}: refused ${count(r.times, 'time')}: ${r.reason}` });
     }
-    for (const d of done) onChange(d);
+    if (note) {
+      const settles = done.find((d) => d.action === `rmt ${note.kind}`);
+      if (settles) settles.started = note.id;
+      else done.push({ ...base, action: `rmt ${note.kind}`, ok: false, started: note.id, detail: `${this.deviceName}: nothing reached the cartridge (the ${note.kind} failed)` });
+    }
+    return done;
   }
 
   private trace(line: string): void {
@@ -415,6 +476,12 @@ export class RmtSession {
       this.socket.on('close', done);
     });
   }
+}
+
+/** What a server stop mid-session leaves on the cartridge (the audit log's interrupted entry). */
+function ifInterrupted(name: string, barcode: string, kind: ChangeKind): string {
+  const kept = kind === 'erase' ? 'its erase, and what it wrote up to its last filemark (a sync point), are' : 'what it wrote up to its last filemark (a sync point) is';
+  return `${name} was still open for writing on cartridge ${barcode}: ${kept} on the cartridge; records it wrote after that were not yet acknowledged as durable and were rolled back; look at ${barcode}`;
 }
 
 function peerOf(socket: Socket): string {

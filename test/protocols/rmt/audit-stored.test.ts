@@ -2,6 +2,8 @@
  * The audit entry of an rmt session counts what reached the cartridge. A streamed write is
  * answered (and counted) once its record is accepted, before it is stored; when storing it then
  * fails, the record is taken out of the count again (a real vtl server, a raw rmt client).
+ * The close is answered once the entry is in the log, and the entry settles the session's
+ * audit note: a restart finds none left to log as interrupted.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { call, startTestServer, type TestServer } from '../../api/helpers.js';
@@ -57,16 +59,20 @@ test('a streamed record acknowledged and then refused by the cartridge is not in
   expect({ records, bytes }).toEqual({ records: 1, bytes: REC });
   expect({ objects: info.objects, logicalBytes: info.logicalBytes, filemarks: info.filemarks }).toEqual({ objects: records, logicalBytes: bytes, filemarks: 0 });
 
-  // The session's audit entry counts exactly that.
-  let items: Array<{ action: string; target: string; result: string; detail: string }> = [];
-  for (let i = 0; i < 50 && items.length < 1; i++) {
-    items = (await call(t, 'GET', '/api/v1/audit?action=rmt')).body.items.filter((e: { target: string }) => e.target === BARCODE);
-    if (items.length < 1) await new Promise((r) => setTimeout(r, 50));
-  }
+  // The session's audit entry counts exactly that; it is there already (the close waited for it).
+  const rmtEntries = async () => (await call(t, 'GET', '/api/v1/audit?action=rmt')).body.items as Array<{ action: string; target: string; result: string; detail: string }>;
+  const items = (await rmtEntries()).filter((e) => e.target === BARCODE);
   expect(items).toHaveLength(1);
   expect(items[0]).toMatchObject({ action: 'rmt write', target: BARCODE, result: 'ok' });
   const counted = /^\/lib1\/nst0: (\d+) records? \((\d+) bytes\), (\d+) filemarks?$/.exec(items[0].detail);
   expect(counted, items[0].detail).not.toBeNull();
   expect({ records: Number(counted![1]), bytes: Number(counted![2]), filemarks: Number(counted![3]) }).toEqual({ records, bytes, filemarks: 0 });
+  expect((await call(t, 'GET', '/api/v1/audit/verify')).body.intact).toBe(true);
+
+  // No note outlived the session: a restart logs nothing as interrupted.
+  await t.restart();
+  const all = (await call(t, 'GET', '/api/v1/audit?limit=1000')).body.items as Array<{ result: string }>;
+  expect(all.filter((e) => e.result === 'interrupted')).toEqual([]);
+  expect((await rmtEntries()).filter((e) => e.target === BARCODE)).toHaveLength(1);
   expect((await call(t, 'GET', '/api/v1/audit/verify')).body.intact).toBe(true);
 });
