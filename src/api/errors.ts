@@ -10,6 +10,7 @@ import { IntegrityError } from '../dedup/container.js';
 import { LibraryError, type LibraryErrorCode } from '../library/index.js';
 import { ReplicationError, TargetError } from '../replication/index.js';
 import { TierAccessError, TierConfigError, TierError, TierIOError, tierErrorIn, unreachableCause } from '../tier/errors.js';
+import { BucketNotFoundError } from '../tier/index.js';
 import { MediumInUseError, SENSE, type Sense, type TapeResult } from '../tape/index.js';
 
 export class ApiError extends Error {
@@ -71,23 +72,37 @@ export function isDamage(err: unknown): err is Error {
 }
 
 /**
+ * Damage in a replica read from a DR source (region B): scrub here cannot mend it, the source
+ * store that shipped it can, while it still holds the data.
+ */
+const REPLICA_HINT =
+  '. The next read fetches it from the object store again; if the damage stays, it is there: on the server that replicated it, ' +
+  "'vtl replicate target check TARGET --deep' finds such objects and ships them again";
+
+function isReplicaDamage(err: Error): boolean {
+  return err instanceof ReplicaIntegrityError || err.name === 'ReplicaIntegrityError';
+}
+
+/**
  * The answer for damaged stored data. `what` names what could not be read (a cartridge, a tape
  * file); the cause names the container and says how to find and repair all the damage.
  */
 export function damageError(err: Error, what?: string): ApiError {
-  const hint = /vtl scrub/.test(err.message) ? '' : ". Run 'vtl scrub' to find all damage; a replica, if one exists, can restore it";
+  const hint = /vtl scrub/.test(err.message) ? '' : isReplicaDamage(err) ? REPLICA_HINT : ". Run 'vtl scrub' to find all damage; a replica, if one exists, can restore it";
   const head = what ? `${what} cannot be read: the stored data is damaged (${err.message}${hint})` : `the stored data is damaged: ${err.message}${hint}`;
   return new ApiError(500, 'DATA_DAMAGED', head);
 }
 
 /**
  * A replication target or DR source (the only object stores the service talks to) that failed:
- * unreachable (502 TARGET_UNREACHABLE), credentials refused (502 TARGET_ACCESS_DENIED), a bad
- * URL or missing bucket (400), any other failure of the store (502 TARGET_ERROR). Other tier
- * errors (bad keys or ranges) are bugs here and stay internal.
+ * unreachable (502 TARGET_UNREACHABLE), credentials refused (502 TARGET_ACCESS_DENIED), a
+ * missing bucket, container or directory (404 BUCKET_NOT_FOUND, as when adding a target), a bad
+ * URL (400), any other failure of the store (502 TARGET_ERROR). Other tier errors (bad keys or
+ * ranges) are bugs here and stay internal.
  */
 function tierError(err: TierError): { status: number; body: ErrorBody } | undefined {
   if (err instanceof TierAccessError) return { status: 502, body: { error: 'TARGET_ACCESS_DENIED', message: err.message } };
+  if (err instanceof BucketNotFoundError) return { status: 404, body: { error: 'BUCKET_NOT_FOUND', message: err.message } };
   if (err instanceof TierConfigError) return { status: 400, body: { error: 'INVALID', message: err.message } };
   if (!(err instanceof TierIOError)) return undefined;
   if (unreachableCause(err)) return { status: 502, body: { error: 'TARGET_UNREACHABLE', message: err.message } };
@@ -105,7 +120,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody; in
   if (err instanceof LibraryError) return { status: LIBRARY_STATUS[err.code] ?? 400, body: { error: err.code, message: err.message }, internal: false };
   if (err instanceof MediumInUseError) return { status: 409, body: { error: 'IN_USE', message: err.message }, internal: false };
   if (err instanceof ReplicationError || err instanceof TargetError) {
-    const status = err.code === 'NOT_FOUND' ? 404 : err.code === 'INVALID' ? 400 : 409;
+    const status = err.code === 'NOT_FOUND' || err.code === 'BUCKET_NOT_FOUND' ? 404 : err.code === 'INVALID' ? 400 : 409;
     return { status, body: { error: err.code, message: err.message }, internal: false };
   }
   if (isDamage(err)) return toErrorBody(damageError(err));

@@ -1,6 +1,6 @@
 /**
  * Replication and disaster recovery commands over the REST API:
- *   vtl replicate target add NAME URL [--bandwidth BYTES_PER_S] | target list | target remove NAME
+ *   vtl replicate target add NAME URL [--bandwidth BYTES_PER_S] [--create-bucket] | target list | target remove NAME
  *   vtl replicate BARCODE --target NAME [--wait] [--json]     (exit 1 when the job failed)
  *   vtl replicate status | jobs | policy set LIB --target NAME --on unloaded,exported | policy remove LIB
  *   vtl replicate target check NAME [--deep]   (what went missing or bad there is shipped again)
@@ -51,10 +51,13 @@ function registerReplicate(program: Command): void {
   const target = rep.command('target').description('replication targets');
   api(target.command('add').description('add a target (URL: file:///dir, s3://bucket/prefix?endpoint=...&region=..., azure://container/prefix?account=...)').argument('<name>').argument('<url>'))
     .option('--bandwidth <bytesPerSecond>', 'ship at most this many bytes per second', int)
+    .option('--create-bucket', 'create the bucket (S3), container (Azure) or directory (file://) if it does not exist; without it, a missing one is an error')
     .option('--json', 'print JSON')
     .action(async (name: string, url: string, o, cmd: Command) => {
       o = cmd.optsWithGlobals();
-      const t = await client(o).post<Obj>('/api/v1/replication/targets', { name, url, bandwidthLimit: o.bandwidth ?? null });
+      // Sent only when given, so that this client still talks to a server without the field.
+      const create = o.createBucket ? { createBucket: true } : {};
+      const t = await client(o).post<Obj>('/api/v1/replication/targets', { name, url, bandwidthLimit: o.bandwidth ?? null, ...create });
       if (o.json) return json(t);
       out(`target ${t.name}: ${t.url}${t.bandwidthLimit ? ` (at most ${bytes(t.bandwidthLimit)}/s)` : ''}`);
     });

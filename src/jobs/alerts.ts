@@ -10,7 +10,7 @@ import { statfs } from 'node:fs/promises';
 import type { AuditLog } from './audit.js';
 import type { JobRecord, JobsDb } from './jobs.js';
 
-export type AlertKind = 'job_failed' | 'scrub_damage' | 'capacity' | 'replication_lag';
+export type AlertKind = 'job_failed' | 'scrub_damage' | 'capacity' | 'replication_lag' | 'target_check';
 
 export interface Alert {
   id: string;

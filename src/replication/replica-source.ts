@@ -7,14 +7,14 @@
  *   written to a temporary name and renamed, so a crash never leaves half a container there).
  *   The cache is bounded (least recently used containers are dropped).
  * - Every chunk read is checked as in the local store: GCM tag, fingerprint and length; damage
- *   on the target or in the cache is an IntegrityError, never wrong bytes. A cached container
- *   that fails is dropped, so the next read fetches it again.
+ *   on the target or in the cache is a ReplicaIntegrityError naming the object, never wrong
+ *   bytes. A cached container that fails is dropped, so the next read fetches it again.
  * - While a restore reads one container, the next ones (in the order the catalogs list them)
  *   are fetched ahead.
  */
 import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ReplicaCipher } from '../crypto/index.js';
+import { ReplicaIntegrityError, type ReplicaCipher } from '../crypto/index.js';
 import { CodecPool } from '../dedup/codec-pool.js';
 import { containerPath, IntegrityError } from '../dedup/container.js';
 import { readInRuns } from '../dedup/runs.js';
@@ -86,9 +86,10 @@ export class ReplicaChunks implements ChunkSource {
       try {
         return await this.codec.read(await this.keyOf(id), this.cacheDir, id, run, target);
       } catch (err) {
+        if (!(err instanceof IntegrityError || (err as Error).name === 'IntegrityError')) throw err;
         // A damaged cache file must not stay: the next read fetches the container again.
-        if (err instanceof IntegrityError || (err as Error).name === 'IntegrityError') await this.drop(id);
-        throw err;
+        await this.drop(id);
+        throw replicaDamage(id, err as IntegrityError);
       }
     } finally {
       const n = (this.pinned.get(id) ?? 1) - 1;
@@ -188,4 +189,13 @@ export class ReplicaChunks implements ChunkSource {
   putHashed(): Promise<StoredChunk[]> {
     return Promise.reject(new Error('a replica is read-only'));
   }
+}
+
+/**
+ * Damage met in a fetched container, told as the replica's: `vtl scrub` in this region cannot
+ * mend it (the IntegrityError's own advice); the store that shipped it can ship it again.
+ */
+function replicaDamage(id: number, err: IntegrityError): ReplicaIntegrityError {
+  const reason = err.reason ?? err.message;
+  return new ReplicaIntegrityError(`replica object ${containerObject(id)} is damaged at byte ${err.offset}: ${reason}`);
 }

@@ -22,9 +22,29 @@
  * - A deleted cartridge's state (replica state, page table, marks) is forgotten on the source
  *   (forget(), on the library's 'deleted' event); a record older than the cartridge of its
  *   barcode is a leftover of a deleted one and dropped when met. What the target holds stays.
+ * - A deleted cartridge's jobs end `cancelled`, lastError "cartridge X was deleted", through the
+ *   same end as any job (waiters such as `vtl replicate --wait` return): queued ones at once, on
+ *   every target; a running one (the library deletes a cartridge in a slot while it is being
+ *   shipped) at its next step, unless its catalog is already written (then it is done, and its
+ *   record goes like the rest). A job that finds its cartridge gone, or replaced by a newer one
+ *   of its barcode, when it starts (deleted while the server was down) ends the same way.
+ * - Every target gets a listing-only check (check.ts) when VTL_TARGET_CHECK_EVERY_MS (default a
+ *   week; 0: never) has passed since its last check (manual or scheduled; its creation if none),
+ *   so restarts do not postpone it for ever; looked for a minute after open, then at most
+ *   hourly; run between jobs, one target at a time; unref'd timer, stopped at close. The
+ *   outcome of each target's last check is kept (`replication` / `checks`) and shown in the
+ *   target summary (`lastCheck`); a scheduled one that found something missing or damaged, or
+ *   could not run, is logged to stderr, and every check goes to the onCheck listeners
+ *   (checkAlert() says whether it calls for an alert; the API raises it as `target_check`).
+ * - Status without the job table: the newest job per target and cartridge is kept in memory
+ *   (built at open, updated at every job write), and reads of the summary at the same moment
+ *   (the replication gauges of one /metrics scrape) share one walk, unless something the
+ *   replicator knows of changed since that walk began. Status reads still write stale marks
+ *   (track): that is how the lag start of data written in a drive is caught without a hook in
+ *   the write path.
  */
 import { randomBytes } from 'node:crypto';
-import type { CartridgeEvent, Libraries } from '../library/index.js';
+import { LibraryError, type CartridgeEvent, type Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
 import { isTransient } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
@@ -89,6 +109,34 @@ export interface TargetSummary {
   bytesShipped: number;
   queued: number;
   running: number;
+  /** The outcome of the newest check of this target (manual or scheduled); null: never checked. */
+  lastCheck: TargetCheckRecord | null;
+}
+
+/** What one check of a target found (counts; the full report goes to its caller). */
+export interface TargetCheckRecord {
+  target: string;
+  /** When the check ended. */
+  at: string;
+  scheduled: boolean;
+  deep: boolean;
+  /** It ran to the end and found the target whole. */
+  ok: boolean;
+  missing: number;
+  damaged: number;
+  reshipped: number;
+  /** Missing or damaged containers this store no longer has (collected since). */
+  lost: number;
+  /** Replicas that cannot be read back whole: replicated in full at their next job. */
+  brokenReplicas: number;
+  /** Why the check could not run or stopped (the target unreachable, ...); null when it ran. */
+  error: string | null;
+}
+
+export interface ReplicatorOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Milliseconds between scheduled checks of a target; 0: none. Default: VTL_TARGET_CHECK_EVERY_MS, else a week. */
+  checkEveryMs?: number;
 }
 
 export class ReplicationError extends Error {
@@ -119,6 +167,11 @@ interface SyncInfo {
 
 const RETRY_BASE_MS = 1000;
 const DONE_KEPT = 10_000;
+const CHECK_EVERY_MS = 7 * 86_400_000;
+/** The schedule looks for targets due a check this often at most (targets come and go meanwhile). */
+const CHECK_POLL_MS = 3_600_000;
+/** Its first look after a start, when the server has settled: a check overdue then runs soon. */
+const CHECK_FIRST_MS = 60_000;
 
 export class Replicator {
   readonly targets: Targets;
@@ -126,20 +179,31 @@ export class Replicator {
   private readonly policies;
   private readonly tables;
   private readonly marks;
+  private readonly checks;
   private readonly queued = new Map<string, ReplicationJob>();
-  private running: { job: ReplicationJob; cancel: boolean } | undefined;
+  /** The newest job per target and cartridge (stateKey), as in the table: status reads this instead. */
+  private readonly newest = new Map<string, ReplicationJob>();
+  /** `reason`: why it was cut off, when not by an operator. */
+  private running: { job: ReplicationJob; cancel: boolean; reason?: string } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pumping: Promise<void> | undefined;
   private closed = false;
   private readonly waiters = new Map<string, Array<(j: ReplicationJob) => void>>();
   private readonly endListeners: Array<(j: ReplicationJob) => void> = [];
+  private readonly checkListeners: Array<(c: TargetCheckRecord) => void> = [];
   private readonly retryMaxMs: number;
+  private readonly checkEveryMs: number;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  /** Bumped by every change the replicator makes or hears of: a summary walk begun before it is not shared after it. */
+  private generation = 0;
+  private summaryWalk: { generation: number; result: Promise<TargetSummary[]> } | undefined;
   private ship: ShipDeps | undefined;
 
   constructor(
     private readonly store: DataStore,
     private readonly libraries: Libraries,
-    opts: { env?: NodeJS.ProcessEnv } = {},
+    opts: ReplicatorOptions = {},
   ) {
     const env = opts.env ?? process.env;
     const db = store.db.sublevel<string, unknown>('replication', { valueEncoding: 'json' }) as unknown as ReplicationDb;
@@ -148,26 +212,35 @@ export class Replicator {
     this.policies = db.sublevel<string, Policy>('policies', { valueEncoding: 'json' });
     this.tables = shipTables(db);
     this.marks = db.sublevel<string, StaleMark>('stale', { valueEncoding: 'json' });
+    this.checks = db.sublevel<string, TargetCheckRecord>('checks', { valueEncoding: 'json' });
     this.retryMaxMs = Number(env.VTL_REPLICATION_RETRY_MAX_MS ?? 60_000);
+    this.checkEveryMs = opts.checkEveryMs ?? checkInterval(env.VTL_TARGET_CHECK_EVERY_MS);
     libraries.onCartridgeEvent((e) => void this.onCartridgeEvent(e));
   }
 
-  /** Queues jobs cut off by the last stop again, and starts working the queue. */
+  /** Queues jobs cut off by the last stop again, starts working the queue and the check schedule. */
   async open(): Promise<void> {
     const cutoff = Date.now() - 30 * 86_400_000;
     const finished: string[] = [];
+    const kept: ReplicationJob[] = [];
+    const all: string[] = [];
     for await (const job of this.jobsTable.values()) {
+      all.push(job.id);
       if (job.state === 'running' || job.state === 'queued') {
         const again: ReplicationJob = { ...job, state: 'queued', nextAttemptAt: null };
         await this.jobsTable.put(job.id, again);
         this.queued.set(job.id, again);
+        kept.push(again);
       } else if (Date.parse(job.finishedAt ?? job.createdAt) < cutoff) finished.push(job.id);
+      else kept.push(job);
     }
-    const all = await this.jobsTable.keys().all();
     const excess = all.length - DONE_KEPT;
     if (excess > 0) finished.push(...all.slice(0, excess).filter((id) => !this.queued.has(id)));
     if (finished.length) await this.jobsTable.batch(finished.map((key) => ({ type: 'del' as const, key })));
+    const gone = new Set(finished);
+    for (const job of kept) if (!gone.has(job.id)) this.noteNewest(job);
     this.kick();
+    this.armChecks(true);
   }
 
   // ---- requests -----------------------------------------------------------------------------
@@ -187,7 +260,7 @@ export class Replicator {
       attempts: 0, nextAttemptAt: null, lastError: null,
       progress: { done: 0, total: null, message: null }, result: null,
     };
-    await this.jobsTable.put(job.id, job);
+    await this.save(job);
     this.queued.set(job.id, job);
     await this.observe(barcode, [target]);
     this.kick();
@@ -241,6 +314,11 @@ export class Replicator {
     this.endListeners.push(fn);
   }
 
+  /** Calls `fn` after every check of a target, manual or scheduled, that ran or failed. */
+  onCheck(fn: (c: TargetCheckRecord) => void): void {
+    this.checkListeners.push(fn);
+  }
+
   // ---- policies -----------------------------------------------------------------------------
 
   async setPolicy(p: Policy): Promise<Policy> {
@@ -250,6 +328,7 @@ export class Replicator {
     if (on.length === 0 || on.some((k) => k !== 'unloaded' && k !== 'exported')) throw new ReplicationError('INVALID', "a policy replicates on 'unloaded' and/or 'exported'");
     const policy = { library: p.library, target: p.target, on };
     await this.policies.put(p.library, policy);
+    this.generation++;
     return policy;
   }
 
@@ -263,19 +342,20 @@ export class Replicator {
 
   async removePolicy(library: string): Promise<void> {
     await this.policies.del(library);
+    this.generation++;
   }
 
   async removeTarget(name: string): Promise<void> {
     for (const p of await this.listPolicies()) if (p.target === name) throw new TargetError('IN_USE', `target ${name} is used by the policy of library ${p.library}`);
     if (this.running?.job.target === name || [...this.queued.values()].some((j) => j.target === name)) throw new TargetError('IN_USE', `target ${name} has replication jobs queued or running`);
     await this.targets.remove(name);
+    await this.checks.del(name);
+    this.generation++;
   }
 
   private async onCartridgeEvent(e: CartridgeEvent): Promise<void> {
-    if (e.kind === 'deleted') {
-      await this.forget(e.barcode).catch((err: unknown) => console.error(`vtl: replication state of deleted ${e.barcode}: ${(err as Error).message}`));
-      return;
-    }
+    this.generation++;
+    if (e.kind === 'deleted') return this.cartridgeDeleted(e.barcode);
     try {
       // A sync point: note when the cartridge became stale for its targets.
       await this.observe(e.barcode);
@@ -290,13 +370,86 @@ export class Replicator {
   }
 
   /**
+   * A deleted cartridge: its queued jobs end now and a running one at its next step (the
+   * library deletes a cartridge that sits in a slot, shipped or not), all as cancelled with the
+   * reason; then what this store recorded about replicating it goes (forget()).
+   */
+  private async cartridgeDeleted(barcode: string): Promise<void> {
+    const reason = deletedReason(barcode);
+    if (this.running?.job.barcode === barcode) {
+      this.running.cancel = true;
+      this.running.reason = reason;
+    }
+    // Out of the queue before anything awaits: the worker must not start one of them.
+    const dropped = [...this.queued.values()].filter((j) => j.barcode === barcode);
+    for (const j of dropped) this.queued.delete(j.id);
+    const finishedAt = new Date().toISOString();
+    const ends = dropped.map((j) => this.finish({ ...j, state: 'cancelled', finishedAt, lastError: reason }));
+    for (const r of await Promise.allSettled([this.forget(barcode), ...ends])) {
+      if (r.status === 'rejected') console.error(`vtl: replication state of deleted ${barcode}: ${(r.reason as Error).message}`);
+    }
+  }
+
+  /**
    * Checks a target against what was shipped to it and ships again what went missing or bad
    * there (check.ts). It runs between jobs: the job running now, and those due behind it,
-   * finish first, and none starts until the check has ended.
+   * finish first, and none starts until the check has ended. Its outcome is kept as the
+   * target's last check.
    */
   async checkTarget(name: string, deep: boolean): Promise<TargetCheck> {
+    return this.runCheck(name, deep, false);
+  }
+
+  /** A check that ran, or failed (not one cut off by close), is recorded and reported. */
+  private async runCheck(name: string, deep: boolean, scheduled: boolean): Promise<TargetCheck> {
+    await this.targets.get(name); // an unknown name is the caller's mistake, not the target's
+    const base = { target: name, scheduled, deep };
+    let report: TargetCheck;
+    try {
+      report = await this.checkBetweenJobs(name, deep);
+    } catch (err) {
+      if (!this.closed) await this.recordCheck({ ...base, ...NOTHING_FOUND, at: new Date().toISOString(), ok: false, error: (err as Error).message });
+      throw err;
+    }
+    await this.recordCheck({
+      ...base,
+      at: new Date().toISOString(),
+      ok: report.missing.length + report.damaged.length + report.brokenReplicas.length === 0,
+      missing: report.missing.length,
+      damaged: report.damaged.length,
+      reshipped: report.reshipped.length,
+      lost: report.lost.length,
+      brokenReplicas: report.brokenReplicas.length,
+      error: null,
+    });
+    return report;
+  }
+
+  /** Never throws: the check's own outcome (its report or its error) goes to the caller. */
+  private async recordCheck(rec: TargetCheckRecord): Promise<void> {
+    try {
+      // A target removed during its check keeps no record (one of its name added later would show it).
+      if (!(await this.targets.get(rec.target).catch(() => undefined))) return;
+      await this.checks.put(rec.target, rec);
+      this.generation++;
+    } catch (err) {
+      console.error(`vtl: the outcome of the check of target ${rec.target} could not be recorded: ${(err as Error).message}`);
+    }
+    const alert = checkAlert(rec);
+    if (rec.scheduled && alert) console.error(`vtl: ${alert}`);
+    for (const fn of this.checkListeners) {
+      try {
+        fn(rec);
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
+  }
+
+  private async checkBetweenJobs(name: string, deep: boolean): Promise<TargetCheck> {
     const target = await this.targets.connect(name);
     while (this.pumping) await this.pumping;
+    if (this.closed) throw new ReplicationError('CONFLICT', 'replication is shutting down');
     const run = (async () => {
       this.ship ??= { db: this.store.db, chunks: this.store.chunks, streams: this.store.streams, tapes: this.libraries.tapes, cipher: await this.store.chunks.replicaCipher(), tables: this.tables };
       return checkTarget(this.ship, target, { deep, progress: () => undefined, cancelled: () => this.closed });
@@ -311,13 +464,39 @@ export class Replicator {
     return run;
   }
 
+  /** The next look for targets due a check; the one after is armed when this one's checks end. */
+  private armChecks(first = false): void {
+    if (this.closed || !(this.checkEveryMs > 0)) return;
+    this.checkTimer = setTimeout(() => {
+      this.checking = this.dueChecks().finally(() => {
+        this.checking = undefined;
+        this.armChecks();
+      });
+    }, Math.min(this.checkEveryMs, first ? CHECK_FIRST_MS : CHECK_POLL_MS));
+    this.checkTimer.unref();
+  }
+
+  /** A listing-only check of each target whose last check (or creation) is a period old. */
+  private async dueChecks(): Promise<void> {
+    try {
+      for (const t of await this.targets.list()) {
+        if (this.closed) return;
+        const last = await this.checks.get(t.name);
+        if (Date.parse(last?.at ?? t.createdAt) + this.checkEveryMs > Date.now()) continue;
+        await this.runCheck(t.name, false, true).catch(() => undefined); // recorded and reported by runCheck
+      }
+    } catch (err) {
+      if (!this.closed) console.error(`vtl: scheduled target checks: ${(err as Error).message}`);
+    }
+  }
+
   // ---- state and lag ------------------------------------------------------------------------
 
   /** Per target: whether the target holds the cartridge's last sync point, and the lag. */
   async cartridge(barcode: string): Promise<CartridgeReplication[]> {
     const info = await this.syncInfo(barcode);
     const out: CartridgeReplication[] = [];
-    const newest = await this.newestJobs({ barcode });
+    const newest = this.newestJobs({ barcode });
     const policy = await this.policyTarget(barcode);
     for (const t of await this.targets.list()) {
       const job = jobOf(newest, t.name, barcode, info);
@@ -329,11 +508,29 @@ export class Replicator {
     return out;
   }
 
-  async summary(): Promise<TargetSummary[]> {
+  /**
+   * Per target: its cartridges, lag, jobs and last check. Callers at the same moment (the
+   * replication gauges of one /metrics scrape) share one walk, unless the replicator changed
+   * something since it began (a job queued or ended, a cartridge event, a policy).
+   */
+  summary(): Promise<TargetSummary[]> {
+    const current = this.summaryWalk;
+    if (current && current.generation === this.generation) return current.result;
+    const walk = { generation: this.generation, result: this.walkSummary() };
+    this.summaryWalk = walk;
+    const done = () => {
+      if (this.summaryWalk === walk) this.summaryWalk = undefined;
+    };
+    walk.result.then(done, done);
+    return walk.result;
+  }
+
+  private async walkSummary(): Promise<TargetSummary[]> {
     const out: TargetSummary[] = [];
-    const newest = await this.newestJobs();
+    const newest = this.newestJobs();
     for (const t of await this.targets.list()) {
-      const sum: TargetSummary = { name: t.name, url: t.url, bandwidthLimit: t.bandwidthLimit, cartridges: 0, replicated: 0, pending: 0, failed: 0, maxLagSeconds: null, bytesShipped: 0, queued: 0, running: 0 };
+      const lastCheck = (await this.checks.get(t.name)) ?? null;
+      const sum: TargetSummary = { name: t.name, url: t.url, bandwidthLimit: t.bandwidthLimit, cartridges: 0, replicated: 0, pending: 0, failed: 0, maxLagSeconds: null, bytesShipped: 0, queued: 0, running: 0, lastCheck };
       for (const j of this.queued.values()) if (j.target === t.name) sum.queued++;
       if (this.running?.job.target === t.name) sum.running++;
       for await (const { job, state, lag } of this.standings(t.name, newest)) {
@@ -356,7 +553,7 @@ export class Replicator {
    */
   async lagging(seconds: number): Promise<Array<{ barcode: string; target: string; lagSeconds: number; since: string | null; syncedAt: string | null }>> {
     const out: Array<{ barcode: string; target: string; lagSeconds: number; since: string | null; syncedAt: string | null }> = [];
-    const newest = await this.newestJobs();
+    const newest = this.newestJobs();
     for (const t of await this.targets.list()) {
       for await (const { barcode, info, since, lag } of this.standings(t.name, newest)) {
         if (lag.state !== 'replicated' && lag.lagSeconds !== null && lag.lagSeconds > seconds) {
@@ -399,6 +596,7 @@ export class Replicator {
       b.del(key, { sublevel: this.marks });
     }
     await b.write();
+    this.generation++;
   }
 
   /** Notes, for `targets` (by default every one that holds it or a policy assigns), when the cartridge became stale. */
@@ -479,16 +677,27 @@ export class Replicator {
     return { logicalBytes: c.logicalBytes, createdAt: c.createdAt, syncedAt: await this.libraries.tapes.syncedAt(barcode) };
   }
 
-  /** The newest job per target and cartridge (keyed like the replica state). */
-  private async newestJobs(f: { barcode?: string } = {}): Promise<Map<string, ReplicationJob>> {
+  /** The newest job per target and cartridge (keyed like the replica state), as it is now. */
+  private newestJobs(f: { barcode?: string } = {}): Map<string, ReplicationJob> {
     const out = new Map<string, ReplicationJob>();
-    for await (const stored of this.jobsTable.values({ reverse: true })) {
-      if (f.barcode && stored.barcode !== f.barcode) continue;
-      const j = this.running?.job.id === stored.id ? this.running.job : (this.queued.get(stored.id) ?? stored);
-      const key = stateKey(j.target, j.barcode);
-      if (!out.has(key)) out.set(key, j);
+    for (const [key, j] of this.newest) {
+      if (f.barcode && j.barcode !== f.barcode) continue;
+      out.set(key, this.running?.job.id === j.id ? this.running.job : (this.queued.get(j.id) ?? j));
     }
     return out;
+  }
+
+  /** Every write of a job goes through here, so that `newest` stays the table's. */
+  private async save(job: ReplicationJob): Promise<void> {
+    await this.jobsTable.put(job.id, job);
+    this.noteNewest(job);
+    this.generation++;
+  }
+
+  private noteNewest(job: ReplicationJob): void {
+    const key = stateKey(job.target, job.barcode);
+    const was = this.newest.get(key);
+    if (!was || was.id <= job.id) this.newest.set(key, job);
   }
 
   /**
@@ -547,29 +756,35 @@ export class Replicator {
   private async runJob(queued: ReplicationJob): Promise<void> {
     const job: ReplicationJob = { ...queued, state: 'running', startedAt: new Date().toISOString(), attempts: queued.attempts + 1, nextAttemptAt: null };
     this.queued.delete(job.id);
-    const run = { job, cancel: false };
+    const run: NonNullable<Replicator['running']> = { job, cancel: false };
     this.running = run;
-    await this.jobsTable.put(job.id, job);
+    await this.save(job);
     try {
+      if (await this.cartridgeGone(job)) {
+        run.cancel = true;
+        throw new Error((run.reason = deletedReason(job.barcode)));
+      }
       const target = await this.targets.connect(job.target);
       // Records a deleted cartridge of this barcode left are not this one's (its bytes, pages).
       const before = await this.syncInfo(job.barcode).catch(() => undefined);
       if (before) await this.track(job.target, job.barcode, before);
       this.ship ??= { db: this.store.db, chunks: this.store.chunks, streams: this.store.streams, tapes: this.libraries.tapes, cipher: await this.store.chunks.replicaCipher(), tables: this.tables };
       const result = await shipCartridge(this.ship, target, job.barcode, (done, total, message) => (job.progress = { done, total, message }), () => run.cancel || this.closed);
-      await this.afterShip(job).catch((err: unknown) => console.error(`vtl: replication state of ${job.barcode} on ${job.target}: ${(err as Error).message}`));
+      // Deleted after the commit point: the catalog is on the target, the cartridge gone here.
+      const after = run.reason ? this.dropRecord(job.target, job.barcode) : this.afterShip(job);
+      await after.catch((err: unknown) => console.error(`vtl: replication state of ${job.barcode} on ${job.target}: ${(err as Error).message}`));
       await this.finish({ ...job, state: 'done', finishedAt: new Date().toISOString(), result, lastError: null, progress: { ...job.progress, message: `catalog ${result.seq} written` } });
     } catch (err) {
       const message = (err as Error).message;
       if (run.cancel) {
-        await this.finish({ ...job, state: 'cancelled', finishedAt: new Date().toISOString(), lastError: message });
+        await this.finish({ ...job, state: 'cancelled', finishedAt: new Date().toISOString(), lastError: run.reason ?? message });
       } else if (this.closed) {
         // Stopping: the job stays queued for the next start (open() takes it up again).
-        await this.jobsTable.put(job.id, { ...job, state: 'queued', lastError: message });
+        await this.save({ ...job, state: 'queued', lastError: message });
       } else if (err instanceof RetryNow || (!(err instanceof PermanentError) && !(err instanceof TargetError) && isRetryable(err))) {
         const delay = Math.min(this.retryMaxMs, RETRY_BASE_MS * 2 ** Math.min(20, job.attempts - 1));
         const again: ReplicationJob = { ...job, state: 'queued', lastError: message, nextAttemptAt: new Date(Date.now() + (err instanceof RetryNow ? 0 : delay)).toISOString() };
-        await this.jobsTable.put(job.id, again);
+        await this.save(again);
         this.queued.set(job.id, again);
       } else {
         await this.finish({ ...job, state: 'failed', finishedAt: new Date().toISOString(), lastError: message });
@@ -595,8 +810,29 @@ export class Replicator {
     await this.marks.put(key, { target: job.target, barcode: job.barcode, since: job.startedAt ?? now, recordedAt: now });
   }
 
+  /**
+   * The job's cartridge was deleted (or replaced by a newer one of its barcode) after it was
+   * queued: a deletion the replicator did not hear of, as while the server was down.
+   */
+  private async cartridgeGone(job: ReplicationJob): Promise<boolean> {
+    const c = await this.libraries.getCartridge(job.barcode).catch((err: unknown) => {
+      if (err instanceof LibraryError && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    });
+    return !c || c.createdAt > job.createdAt;
+  }
+
+  /** What one replication of a deleted cartridge left on record for its target. */
+  private async dropRecord(target: string, barcode: string): Promise<void> {
+    const key = stateKey(target, barcode);
+    const b = this.tables.root.batch();
+    b.del(key, { sublevel: this.tables.state });
+    b.del(key, { sublevel: this.tables.pageTables });
+    await b.write();
+  }
+
   private async finish(job: ReplicationJob): Promise<ReplicationJob> {
-    await this.jobsTable.put(job.id, job);
+    await this.save(job);
     for (const fn of this.waiters.get(job.id) ?? []) fn(job);
     this.waiters.delete(job.id);
     for (const fn of this.endListeners) {
@@ -613,12 +849,41 @@ export class Replicator {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.checkTimer) clearTimeout(this.checkTimer);
     await this.pumping;
+    await this.checking; // it sees `closed` (a check in progress is cut off at its next step)
     await this.targets.close();
   }
 }
 
-/** Transient by the tier's rules, or an error of the network below it. */
+const NOTHING_FOUND = { missing: 0, damaged: 0, reshipped: 0, lost: 0, brokenReplicas: 0 } as const;
+
+function deletedReason(barcode: string): string {
+  return `cartridge ${barcode} was deleted`;
+}
+
+/** The scheduled checks' period from VTL_TARGET_CHECK_EVERY_MS (unset: a week; 0: off). */
+function checkInterval(v: string | undefined): number {
+  if (v === undefined || v.trim() === '') return CHECK_EVERY_MS;
+  const ms = Number(v);
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  console.error(`vtl: VTL_TARGET_CHECK_EVERY_MS must be a number of milliseconds (0: off), not ${JSON.stringify(v)}: targets are not checked on a schedule`);
+  return 0;
+}
+
+/**
+ * What an alert about a check would say, or undefined when it needs none: it found objects
+ * missing or damaged, or replicas broken, on the target, or it could not run (unreachable).
+ */
+export function checkAlert(c: TargetCheckRecord): string | undefined {
+  const what = `${c.scheduled ? 'scheduled ' : ''}check of replication target ${c.target}`;
+  if (c.error !== null) return `${what} failed: ${c.error}`;
+  if (c.ok) return undefined;
+  const found = [[c.missing, 'container', 'missing'], [c.damaged, 'container', 'damaged'], [c.brokenReplicas, 'replica', 'that cannot be read back whole']] as const;
+  const parts = found.filter(([n]) => n > 0).map(([n, noun, how]) => `${n} ${noun}${n === 1 ? '' : 's'} ${how}`);
+  return `${what} found ${parts.join(', ')}: ${c.reshipped} shipped again, ${c.lost} no longer here to ship${c.brokenReplicas ? ', broken replicas replicated in full at their next job' : ''}`;
+}
+
 /** The newest job for a cartridge on a target; one older than the cartridge was a deleted one's of its barcode. */
 function jobOf(newest: Map<string, ReplicationJob>, target: string, barcode: string, info: SyncInfo): ReplicationJob | undefined {
   const job = newest.get(stateKey(target, barcode));
@@ -633,6 +898,7 @@ function assigns(job: ReplicationJob | undefined): boolean {
   return job !== undefined && job.state !== 'cancelled';
 }
 
+/** Transient by the tier's rules, or an error of the network below it. */
 function isRetryable(err: unknown): boolean {
   return isTransient(err) || /ECONNREFUSED|ECONNRESET|socket hang up|fetch failed/i.test(String((err as Error)?.message));
 }

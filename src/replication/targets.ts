@@ -2,8 +2,12 @@
  * Replication targets: a name, a tier URL (no credentials: the SDKs read them from their usual
  * environment variables or files) and an optional bandwidth limit, kept in LevelDB. Opened
  * tiers are cached, wrapped in retry (transient errors only) and metrics.
+ *
+ * Adding a target never creates its bucket, container or directory unless asked
+ * (createBucket): a mistyped name would otherwise become an empty bucket that replication fills
+ * and that another region's DR restore never finds. Nothing here creates one later either.
  */
-import { openTier, parseTierUrl, withMetrics, withRetry, type MeteredTier, type ObjectTier } from '../tier/index.js';
+import { BucketNotFoundError, openTier, parseTierUrl, withMetrics, withRetry, type MeteredTier, type ObjectTier } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
 
 export interface TargetRecord {
@@ -26,7 +30,8 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 export class TargetError extends Error {
   constructor(
-    readonly code: 'INVALID' | 'NOT_FOUND' | 'EXISTS' | 'IN_USE',
+    /** BUCKET_NOT_FOUND: the bucket, container or directory the URL names does not exist. */
+    readonly code: 'INVALID' | 'NOT_FOUND' | 'EXISTS' | 'IN_USE' | 'BUCKET_NOT_FOUND',
     message: string,
   ) {
     super(message);
@@ -44,7 +49,8 @@ export class Targets {
     this.table = db.sublevel<string, TargetRecord>('targets', { valueEncoding: 'json' });
   }
 
-  async add(name: string, url: string, bandwidthLimit: number | null = null): Promise<TargetRecord> {
+  /** opts.createBucket: create the bucket, container or directory when missing (else BUCKET_NOT_FOUND). */
+  async add(name: string, url: string, bandwidthLimit: number | null = null, opts: { createBucket?: boolean } = {}): Promise<TargetRecord> {
     if (typeof name !== 'string' || !NAME.test(name)) throw new TargetError('INVALID', `invalid target name ${JSON.stringify(name)}: 1 to 32 of a-z 0-9 -, starting with a letter or digit`);
     if (bandwidthLimit !== null && !(Number.isSafeInteger(bandwidthLimit) && bandwidthLimit >= 4096)) throw new TargetError('INVALID', 'bandwidthLimit must be a whole number of bytes per second, at least 4096 (or null)');
     let redacted: string;
@@ -55,8 +61,8 @@ export class Targets {
     }
     if (await this.table.get(name)) throw new TargetError('EXISTS', `target ${name} already exists`);
     // Reachable and usable now, not at the first replication.
-    const tier = await openTier(url, { create: true, env: this.env }).catch((err: Error) => {
-      throw new TargetError('INVALID', `target ${name} (${redacted}) cannot be opened: ${err.message}`);
+    const tier = await openTier(url, { create: opts.createBucket === true, env: this.env }).catch((err: Error) => {
+      throw openError(name, redacted, err);
     });
     await tier.close();
     const rec: TargetRecord = { name, url, bandwidthLimit, createdAt: new Date().toISOString() };
@@ -104,6 +110,18 @@ export class Targets {
     for (const t of this.open.values()) await (await t.catch(() => undefined))?.tier.close();
     this.open.clear();
   }
+}
+
+/** Why a new target cannot be opened, with what the operator can do about a missing bucket. */
+function openError(name: string, redacted: string, err: Error): TargetError {
+  if (err instanceof BucketNotFoundError) {
+    return new TargetError(
+      'BUCKET_NOT_FOUND',
+      `target ${name} (${redacted}) not added: ${err.message}. Check the ${err.kind} name in the URL; ` +
+        `to create the ${err.kind}, add the target with --create-bucket (API: "createBucket": true)`,
+    );
+  }
+  return new TargetError('INVALID', `target ${name} (${redacted}) cannot be opened: ${err.message}`);
 }
 
 /**

@@ -29,7 +29,7 @@ import {
   TierIOError, redactSecrets, tierErrorIn,
 } from './errors.js';
 import { emptyRange, refuseIfRetained } from './guards.js';
-import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
+import { BucketNotFoundError, type ListEntry, type ObjectInfo, type ObjectTier, type OpenTierOptions, type PutOptions } from './index.js';
 import { validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
 import { isTransient } from './retry.js';
 import type { AzureTarget } from './url.js';
@@ -149,13 +149,20 @@ export class AzureTier implements ObjectTier {
     return this.container.getBlockBlobClient(this.target.prefix + validateKey(key));
   }
 
+  /** A missing container is created only when asked (see OpenTierOptions.create). */
   private async checkContainer(create: boolean): Promise<void> {
     try {
       if (create) await this.container.createIfNotExists();
-      else if (!(await this.container.exists())) throw new TierConfigError(`azure container ${this.target.container} does not exist`);
+      else if (!(await this.container.exists())) throw new BucketNotFoundError('container', this.target.container, `at ${this.accountUrl()}`);
     } catch (err) {
       throw this.wrap('open', '', err);
     }
+  }
+
+  /** The storage account's blob endpoint, without a SAS token or any other query. */
+  private accountUrl(): string {
+    const url = new URL(this.container.url);
+    return `${url.origin}${url.pathname.replace(/\/[^/]*\/?$/, '')}`;
   }
 
   private async putBuffer(blob: BlockBlobClient, body: Buffer, policy: BlobImmutabilityPolicy | undefined): Promise<void> {

@@ -22,7 +22,7 @@ import { basename, dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { checkLength, checkRetainDate, emptyStream } from './body.js';
 import { ObjectNotFoundError, RetentionError, TierConfigError, TierIOError } from './errors.js';
-import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
+import { BucketNotFoundError, type ListEntry, type ObjectInfo, type ObjectTier, type OpenTierOptions, type PutOptions } from './index.js';
 import { checkRangeInside, validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
 import type { FsTarget } from './url.js';
 
@@ -35,10 +35,10 @@ export class FsTier implements ObjectTier {
     this.url = url;
   }
 
+  /** A missing root directory is created (with its parents) only when asked (see OpenTierOptions.create). */
   static async open(target: FsTarget, opts: OpenTierOptions = {}): Promise<FsTier> {
-    if (opts.create) await mkdir(target.root, { recursive: true });
-    const info = await stat(target.root).catch(() => undefined);
-    if (!info?.isDirectory()) throw new TierConfigError(`fs tier root is not a directory: ${target.root}`);
+    if (opts.create) await createRoot(target.root);
+    await checkRoot(target.root);
     return new FsTier(target.root, target.redacted);
   }
 
@@ -47,6 +47,9 @@ export class FsTier implements ObjectTier {
     checkRetainDate(opts.retainUntil);
     await this.refuseIfRetained(key, file, 'overwrite');
     const dir = dirname(file);
+    // Folders are made below the root, never the root itself: a root gone since open (an
+    // unmounted volume) must not be made again on the disk under the mount point.
+    await checkRoot(this.root);
     await this.io('put', key, () => mkdir(dir, { recursive: true }));
     const temp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
@@ -157,7 +160,8 @@ export class FsTier implements ObjectTier {
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
-      if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
+      // No folder of that prefix lists nothing; no root at all is a missing tier, not an empty one.
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return checkRoot(this.root);
       throw wrap('list', dirKey, err);
     }
     // Sort a folder as 'name/' so the walk yields whole keys in byte order ('a.c' < 'a/b').
@@ -266,4 +270,20 @@ function wrap(op: string, key: string, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   const hint = code === 'ENOTDIR' || code === 'EISDIR' ? ' (a key cannot be both an object and a folder of keys on the fs tier)' : '';
   return new TierIOError(`fs tier ${op} ${key}: ${err.message}${hint}`, { transient: TRANSIENT_CODES.has(code), cause: err });
+}
+
+async function createRoot(root: string): Promise<void> {
+  await mkdir(root, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    // Something else by that name: checkRoot says what.
+    if (err.code !== 'EEXIST' && err.code !== 'ENOTDIR') throw new TierConfigError(`fs tier directory ${root} cannot be created: ${err.code ?? err.message}`);
+  });
+}
+
+/** Missing (a mistyped path, an unmounted volume) is BucketNotFoundError; a file there is not a tier. */
+async function checkRoot(root: string): Promise<void> {
+  const info = await stat(root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new BucketNotFoundError('directory', root, 'on this server');
+    throw new TierConfigError(`fs tier root ${root} cannot be read: ${err.code ?? err.message}`);
+  });
+  if (!info.isDirectory()) throw new TierConfigError(`fs tier root is not a directory: ${root}`);
 }

@@ -23,6 +23,10 @@
  *   RetentionError (never ignored); on one that supports it, delete or overwrite before the date
  *   throws RetentionError and head reports retainUntil.
  * - `url` is the target without credentials; no method puts credentials in an error message.
+ * - Opening never creates the bucket (S3), container (Azure) or directory (fs) the URL names
+ *   unless the caller asks with `create: true`: a mistyped name must fail loudly, not become a
+ *   new empty place that replication fills and DR restore never looks in. A missing one throws
+ *   BucketNotFoundError, naming it and where it was looked for.
  * - Failures of the store surface as TierIOError with `transient` set when a retry may help.
  */
 import type { Readable } from 'node:stream';
@@ -63,10 +67,32 @@ export interface ObjectTier {
 }
 
 export interface OpenTierOptions {
-  /** Create the directory, bucket or container when it does not exist. */
+  /**
+   * Create the directory, bucket or container when it does not exist (default false). Set it
+   * only on the operator's explicit request (`vtl replicate target add --create-bucket`).
+   */
   create?: boolean;
   /** Where credentials are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
+}
+
+/** What a tier URL names as the place for its objects. */
+export type BucketKind = 'bucket' | 'container' | 'directory';
+
+const KIND_LABEL: Record<BucketKind, string> = { bucket: 's3 bucket', container: 'azure container', directory: 'fs tier directory' };
+
+/**
+ * The bucket (S3), container (Azure) or directory (fs) a tier URL names does not exist, and the
+ * caller did not ask to create it. A TierConfigError: the URL, not the store, is what is wrong.
+ */
+export class BucketNotFoundError extends TierConfigError {
+  /**
+   * @param bucket the bucket, container or directory as the URL names it
+   * @param where where it was looked for, as a phrase ("at http://host:9000", "on this server")
+   */
+  constructor(readonly kind: BucketKind, readonly bucket: string, readonly where: string) {
+    super(`${KIND_LABEL[kind]} "${bucket}" does not exist ${where}`);
+  }
 }
 
 /**

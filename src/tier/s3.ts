@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
-  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, GetObjectLockConfigurationCommand,
+  type BucketLocationConstraint, CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, GetObjectLockConfigurationCommand,
   HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
   type GetObjectCommandOutput, type PutObjectCommandInput, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
@@ -26,7 +26,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { LengthGuard, checkLength, checkRetainDate, emptyStream, readAll } from './body.js';
 import { InvalidRangeError, ObjectNotFoundError, RetentionError, TierAccessError, TierConfigError, TierIOError, redactSecrets, tierErrorIn, unreachableCause } from './errors.js';
 import { emptyRange, refuseIfRetained } from './guards.js';
-import type { ListEntry, ObjectInfo, ObjectTier, OpenTierOptions, PutOptions } from './index.js';
+import { BucketNotFoundError, type ListEntry, type ObjectInfo, type ObjectTier, type OpenTierOptions, type PutOptions } from './index.js';
 import { validateKey, validatePrefix, validateRange, type ByteRange } from './keys.js';
 import { isTransient } from './retry.js';
 import type { S3Target } from './url.js';
@@ -43,7 +43,7 @@ export class S3Tier implements ObjectTier {
   private readonly threshold: number;
   private readonly partSize: number;
 
-  private constructor(private readonly client: S3Client, private readonly target: S3Target) {
+  private constructor(private readonly client: S3Client, private readonly target: S3Target, private readonly region: string) {
     this.url = target.redacted;
     this.threshold = target.multipartThreshold ?? DEFAULT_MULTIPART_THRESHOLD;
     this.partSize = target.partSize ?? DEFAULT_PART_SIZE;
@@ -72,7 +72,7 @@ export class S3Tier implements ObjectTier {
         ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
       };
     }
-    const tier = new S3Tier(new S3Client(config), target);
+    const tier = new S3Tier(new S3Client(config), target, region);
     try {
       await tier.checkBucket(opts.create ?? false);
     } catch (err) {
@@ -181,20 +181,36 @@ export class S3Tier implements ObjectTier {
     return this.target.prefix + validateKey(key);
   }
 
+  /** A missing bucket is created only when asked (see OpenTierOptions.create). */
   private async checkBucket(create: boolean): Promise<void> {
     const Bucket = this.target.bucket;
     try {
       await this.client.send(new HeadBucketCommand({ Bucket }));
       return;
     } catch (err) {
-      if (statusOf(err) !== 404 || !create) {
-        if (statusOf(err) === 404) throw new TierConfigError(`s3 bucket ${Bucket} does not exist`);
-        throw this.wrap('open', '', err);
-      }
+      if (statusOf(err) !== 404) throw this.wrap('open', '', err);
+      if (!create) throw new BucketNotFoundError('bucket', Bucket, this.where());
     }
-    await this.client.send(new CreateBucketCommand({ Bucket })).catch((err) => {
+    await this.createBucket();
+  }
+
+  private async createBucket(): Promise<void> {
+    const Bucket = this.target.bucket;
+    // Outside us-east-1, S3 refuses a CreateBucket that does not repeat the region.
+    const location = this.region === 'us-east-1' ? {} : { CreateBucketConfiguration: { LocationConstraint: this.region as BucketLocationConstraint } };
+    await this.client.send(new CreateBucketCommand({ Bucket, ...location })).catch((err) => {
+      // Bucket names are global: "already exists" is someone else's bucket, ours would be
+      // BucketAlreadyOwnedByYou (a concurrent create, harmless).
+      if ((err as Error).name === 'BucketAlreadyExists') {
+        throw new TierConfigError(`s3 bucket "${Bucket}" ${this.where()} belongs to another account (bucket names are global): choose another name`);
+      }
       if (statusOf(err) !== 409) throw this.wrap('create bucket', '', err);
     });
+  }
+
+  /** Where the bucket is looked for, for messages: the endpoint, or AWS and the region. */
+  private where(): string {
+    return this.target.endpoint ? `at ${this.target.endpoint}` : `in AWS S3 region ${this.region}`;
   }
 
   private async putSingle(key: string, params: PutObjectCommandInput, body: Buffer): Promise<void> {

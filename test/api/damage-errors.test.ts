@@ -121,7 +121,7 @@ it('GET .../image: damage after streaming started cuts the transfer', async () =
 
 it('a damaged replica: promote and image export say the data is damaged; the replica stays', async () => {
   const tier = join(work, 'tier');
-  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${tier}` });
+  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${tier}`, createBucket: true });
   await written('VT0005L7', randomBytes(3 * MiB, 5));
   expect((await ok(a, 'POST', '/api/v1/cartridges/VT0005L7/replicate', { target: 'vault', wait: true })).state).toBe('done');
   const { keyFile } = await ok(a, 'POST', '/api/v1/dr/export-key', { passphrase: 'damage test passphrase' });
@@ -147,5 +147,11 @@ it('a damaged replica: promote and image export say the data is damaged; the rep
   expect(cli.error ?? '').not.toMatch(/internal/i);
   expect((await ok(b, 'GET', '/api/v1/dr/cartridges')).items).toEqual([expect.objectContaining({ barcode: 'VT0005L7', state: 'replica' })]);
 
-  expectDamaged(await get(b, '/api/v1/cartridges/VT0005L7/image?format=aws'), 'VT0005L7');
+  // region B cannot scrub a replica: the hint sends the operator to the store that shipped it
+  const exported = await get(b, '/api/v1/cartridges/VT0005L7/image?format=aws');
+  expect(exported.status, JSON.stringify(exported.body)).toBe(500);
+  expect(exported.body.error).toBe('DATA_DAMAGED');
+  expect(exported.body.message).toContain('VT0005L7');
+  expect(exported.body.message).toMatch(/replica object containers\/[0-9a-f]{8} is damaged.*'vtl replicate target check TARGET --deep'/);
+  expect(exported.body.message).not.toMatch(/vtl scrub/);
 }, 90_000);

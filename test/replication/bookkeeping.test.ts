@@ -55,7 +55,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('replication bookkeeping', () => {
   it('measures lag from the oldest sync point the target lacks, not the newest', async () => {
-    await ok('POST', '/api/v1/replication/targets', { name: 'east', url: `file://${join(work, 'east')}` });
+    await ok('POST', '/api/v1/replication/targets', { name: 'east', url: `file://${join(work, 'east')}`, createBucket: true });
     await write('VT0001L7', backupLikeBytes(1024 * 1024, 7));
     expect((await replicate('VT0001L7', 'east')).state).toBe('done');
     expect(await replication('VT0001L7', 'east')).toMatchObject({ state: 'replicated' });
@@ -84,7 +84,7 @@ describe('replication bookkeeping', () => {
 
   it('counts a cartridge a job or a policy assigns to a target before its first replication, and failed by newest job', async () => {
     const dir = join(work, 'west');
-    await ok('POST', '/api/v1/replication/targets', { name: 'west', url: `file://${dir}` });
+    await ok('POST', '/api/v1/replication/targets', { name: 'west', url: `file://${dir}`, createBucket: true });
     expect(await status('west')).toMatchObject({ cartridges: 0, pending: 0, failed: 0 });
     await write('VT0005L7', backupLikeBytes(512 * 1024, 9), 1);
     await sleep(1100);
@@ -124,7 +124,7 @@ describe('replication bookkeeping', () => {
 
   it('counts as failed only cartridges whose newest job for the target failed', async () => {
     const dir = join(work, 'flaky');
-    await ok('POST', '/api/v1/replication/targets', { name: 'flaky', url: `file://${dir}` });
+    await ok('POST', '/api/v1/replication/targets', { name: 'flaky', url: `file://${dir}`, createBucket: true });
     await write('VT0009L7', randomBytes(64 * 1024, 21), 3);
     await rename(dir, `${dir}.away`);
     try {
@@ -139,7 +139,7 @@ describe('replication bookkeeping', () => {
   }, 60_000);
 
   it('forgets a deleted cartridge: a new one of the same barcode starts afresh on every target', async () => {
-    await ok('POST', '/api/v1/replication/targets', { name: 'north', url: `file://${join(work, 'north')}` });
+    await ok('POST', '/api/v1/replication/targets', { name: 'north', url: `file://${join(work, 'north')}`, createBucket: true });
     await write('VT0003L7', backupLikeBytes(1024 * 1024, 11), 2);
     const old = await replicate('VT0003L7', 'east');
     expect(old.state).toBe('done');
@@ -162,7 +162,7 @@ describe('replication bookkeeping', () => {
   }, 60_000);
 
   it('drops the state a cartridge deleted behind the replicator\'s back left', async () => {
-    await ok('POST', '/api/v1/replication/targets', { name: 'south', url: `file://${join(work, 'south')}` });
+    await ok('POST', '/api/v1/replication/targets', { name: 'south', url: `file://${join(work, 'south')}`, createBucket: true });
     await write('VT0007L7', backupLikeBytes(512 * 1024, 13), 3);
     expect((await replicate('VT0007L7', 'south')).state).toBe('done');
     // Deleted with nobody listening (as after a crash between the delete and the replicator

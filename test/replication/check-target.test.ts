@@ -43,7 +43,7 @@ async function check(deep: boolean) {
 
 it('finds what went missing or bad on the target, ships it again, and region B restores bit for bit', async () => {
   const tier = join(tierDir, 'tier');
-  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${tier}` });
+  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${tier}`, createBucket: true });
   const one = randomBytes(20 * MiB, 1);
   const two = randomBytes(6 * MiB, 2);
   await write('VT0001L7', 0, one);

@@ -34,7 +34,7 @@ const vtl = (t: TestServer, args: string[]) => runCli([...args, '--url', t.url, 
 
 it('replicates, exports the recovery key, attaches, lists and promotes through the CLI', async () => {
   const url = `file://${join(work, 'tier')}`;
-  expect((await vtl(a, ['replicate', 'target', 'add', 'vault', url])).out).toContain('target vault');
+  expect((await vtl(a, ['replicate', 'target', 'add', 'vault', url, '--create-bucket'])).out).toContain('target vault');
   expect(JSON.parse((await vtl(a, ['replicate', 'target', 'list', '--json'])).out)).toEqual([expect.objectContaining({ name: 'vault', bandwidthLimit: null })]);
   expect((await call(a, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'VT0003L7' })).status).toBe(200);
   expect((await putFile(a, 'lib1', 0, data)).status).toBe(200);

@@ -31,7 +31,7 @@ afterAll(async () => {
 
 it('a read-only DR replica holding data may be deleted; an ordinary write-protected cartridge holding data may not', async () => {
   // Region A: a cartridge with data, replicated to the file:// target.
-  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${join(tierDir, 'tier')}` });
+  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url: `file://${join(tierDir, 'tier')}`, createBucket: true });
   await ok(a, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: BARCODE });
   expect((await putFile(a, 'lib1', 0, data)).status).toBe(200);
   const job = await ok(a, 'POST', `/api/v1/cartridges/${BARCODE}/replicate`, { target: 'vault', wait: true });

@@ -27,7 +27,7 @@ beforeAll(async () => {
   url = `file://${join(work, 'tier')}`;
   a = await startTestServer({ demo: true });
   b = await startTestServer();
-  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url });
+  await ok(a, 'POST', '/api/v1/replication/targets', { name: 'vault', url, createBucket: true });
   // VT0001L7: catalogs 1..5, VT0002L7: 1..2, VT0003L7: 1 (one more tape file each time).
   const plan: Array<[string, number, number]> = [['VT0001L7', 0, 5], ['VT0002L7', 1, 2], ['VT0003L7', 2, 1]];
   for (const [barcode, drive, times] of plan) {

@@ -294,7 +294,7 @@ describe('replication through Azurite', () => {
   it('replicates two generations and restores them in region B', async (ctx: TestContext) => {
     if (!az) ctx.skip(reason);
     const url = `azure://vtl-dr/region-a?account=${AZURITE_ACCOUNT}&endpoint=${az.endpoint}`;
-    await ok(a, 'POST', '/api/v1/replication/targets', { name: 'blob', url });
+    await ok(a, 'POST', '/api/v1/replication/targets', { name: 'blob', url, createBucket: true });
     await ok(a, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: BARCODE });
     const shipped: number[] = [];
     for (const g of gens.slice(0, 2)) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { TierConfigError, openTier, type ObjectTier } from '../../src/tier/index.js';
+import { BucketNotFoundError, openTier, type ObjectTier } from '../../src/tier/index.js';
 import { describeConformance } from './conformance.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type LocalServer } from './servers.js';
 
@@ -50,12 +50,25 @@ describe('azure tier specifics (Azurite)', () => {
     expect(tier.url).not.toContain(AZURITE_KEY);
   });
 
-  it('refuses a missing container unless asked to create it, and missing credentials', async (ctx: TestContext) => {
-    await expect(open(ctx, `azure://vtl-none/x?account=${AZURITE_ACCOUNT}&endpoint=ENDPOINT`, ENV)).rejects.toBeInstanceOf(TierConfigError);
+  it('refuses a missing container unless asked to create it, naming container and endpoint, and missing credentials', async (ctx: TestContext) => {
+    const err = await open(ctx, `azure://vtl-none/x?account=${AZURITE_ACCOUNT}&endpoint=ENDPOINT`, ENV).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BucketNotFoundError);
+    expect(err).toMatchObject({ kind: 'container', bucket: 'vtl-none' });
+    expect((err as Error).message).toBe(`azure container "vtl-none" does not exist at ${server!.endpoint}`);
+    expect(await containerNames()).not.toContain('vtl-none'); // refusing created nothing
     await expect(open(ctx, `azure://vtl-none/x?account=${AZURITE_ACCOUNT}&endpoint=ENDPOINT`, {})).rejects.toThrow(/no Azure credentials/);
     const tier = await open(ctx, `azure://vtl-none/x?account=${AZURITE_ACCOUNT}&endpoint=ENDPOINT`, ENV, true);
+    expect(await containerNames()).toContain('vtl-none');
     expect(await tier.supportsRetention()).toBe(false);
   });
+
+  /** The containers the emulator holds, asked of it directly (not through the tier under test). */
+  const containerNames = async (): Promise<string[]> => {
+    const names: string[] = [];
+    const service = new BlobServiceClient(server!.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
+    for await (const c of service.listContainers()) names.push(c.name);
+    return names;
+  };
 
   it('publishes a large body as staged blocks in one commit', async (ctx: TestContext) => {
     const tier = await open(ctx, `azure://vtl-blocks/p?account=${AZURITE_ACCOUNT}&endpoint=ENDPOINT`, ENV, true);

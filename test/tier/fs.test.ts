@@ -1,9 +1,9 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TierConfigError, TierIOError, openTier } from '../../src/tier/index.js';
+import { BucketNotFoundError, TierConfigError, TierIOError, openTier } from '../../src/tier/index.js';
 import { collect, describeConformance } from './conformance.js';
 
 describeConformance('fs', async () => {
@@ -23,12 +23,38 @@ describe('fs tier specifics', () => {
     for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   });
 
-  it('refuses a missing root unless asked to create it', async () => {
+  it('refuses a missing root unless asked to create it, naming it', async () => {
     const root = join(await fresh(), 'sub', 'tier');
-    await expect(openTier(pathToFileURL(root).href)).rejects.toBeInstanceOf(TierConfigError);
+    const err = await openTier(pathToFileURL(root).href).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BucketNotFoundError);
+    expect(err).toMatchObject({ kind: 'directory', bucket: root, message: `fs tier directory "${root}" does not exist on this server` });
+    await expect(stat(join(root, '..'))).rejects.toMatchObject({ code: 'ENOENT' }); // refusing created nothing
     const tier = await openTier(pathToFileURL(root).href, { create: true });
     await tier.put('x/y', Buffer.from('z'));
     expect(await readdir(join(root, 'x'))).toEqual(['y']);
+  });
+
+  it('a root gone after open (an unmounted volume) is missing: puts do not make it again, lists do not call it empty', async () => {
+    const mount = await fresh();
+    const root = join(mount, 'vtl');
+    const tier = await openTier(pathToFileURL(root).href, { create: true });
+    await tier.put('containers/00000001', Buffer.from('a'));
+    await rm(root, { recursive: true });
+    await expect(tier.put('containers/00000002', Buffer.from('b'))).rejects.toBeInstanceOf(BucketNotFoundError);
+    await expect(collect(tier.list('containers/'))).rejects.toBeInstanceOf(BucketNotFoundError);
+    await expect(collect(tier.list(''))).rejects.toBeInstanceOf(BucketNotFoundError);
+    expect(await readdir(mount)).toEqual([]); // nothing made under the mount point
+  });
+
+  it('a file where the root should be is not a tier, created or not (and not "missing")', async () => {
+    const root = join(await fresh(), 'tier');
+    await writeFile(root, 'not a directory');
+    for (const create of [false, true]) {
+      const err = await openTier(pathToFileURL(root).href, { create }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(TierConfigError);
+      expect(err).not.toBeInstanceOf(BucketNotFoundError);
+      expect((err as Error).message).toMatch(/not a directory/);
+    }
   });
 
   it('leaves no temp files after puts, and never lists leftovers of a crashed put', async () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { ObjectNotFoundError, TierConfigError, openTier, type ObjectTier } from '../../src/tier/index.js';
+import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
+import { BucketNotFoundError, ObjectNotFoundError, openTier, type ObjectTier } from '../../src/tier/index.js';
 import { S3Tier } from '../../src/tier/s3.js';
 import { describeConformance } from './conformance.js';
 import { startS3rver, type LocalServer } from './servers.js';
@@ -72,13 +73,28 @@ describe('s3 tier specifics (s3rver)', () => {
     await other.close();
   });
 
-  it('refuses a bucket that does not exist unless asked to create it', async (ctx: TestContext) => {
+  it('refuses a bucket that does not exist unless asked to create it, naming bucket and endpoint', async (ctx: TestContext) => {
     if (!tier) ctx.skip(reason);
     const url = `s3://vtl-new-bucket/x?endpoint=${server!.endpoint}`;
-    await expect(openTier(url, { env: ENV })).rejects.toBeInstanceOf(TierConfigError);
+    const err = await openTier(url, { env: ENV }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BucketNotFoundError);
+    expect(err).toMatchObject({ kind: 'bucket', bucket: 'vtl-new-bucket' });
+    expect((err as Error).message).toBe(`s3 bucket "vtl-new-bucket" does not exist at ${server!.endpoint}`);
+    expect(await bucketNames(server!.endpoint)).toEqual([BUCKET]); // refusing created nothing
     const created = await openTier(url, { env: ENV, create: true });
+    expect(await bucketNames(server!.endpoint)).toEqual([BUCKET, 'vtl-new-bucket'].sort());
     await created.put('k', Buffer.from('x'));
     expect((await created.get('k')).toString()).toBe('x');
     await created.close();
   });
 });
+
+/** The buckets the server holds, asked of it directly (not through the tier under test). */
+async function bucketNames(endpoint: string): Promise<string[]> {
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: ENV.AWS_ACCESS_KEY_ID, secretAccessKey: ENV.AWS_SECRET_ACCESS_KEY } });
+  try {
+    return ((await client.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name!).sort();
+  } finally {
+    client.destroy();
+  }
+}

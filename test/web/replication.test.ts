@@ -8,7 +8,7 @@
  * Screenshots go to test-output/web/.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -126,6 +126,7 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     expect(row.slice(2, 7)).toEqual(['unlimited', '1', '1', '0', '0']); // bandwidth, cartridges, replicated, pending, failed
     expect(row[7]).toBe('0 s'); // max lag now: the one cartridge is replicated
     expect(row[8]).toMatch(/^[\d.]+ (KiB|MiB)$/);
+    expect(row[11]).toBe('never'); // last check
     const job = await cells('#repl-jobs', firstJob);
     expect(job.slice(1, 6)).toEqual(['VT0001L7', 'east', 'manual (admin)', 'done', '1']);
     const result = (await ok(a, 'GET', `/api/v1/replication/jobs/${firstJob}`)).result;
@@ -156,10 +157,12 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     expect(id).not.toBe(firstJob);
     // The table follows the job without a reload.
     await expect.poll(() => state.getAttribute('data-replication-state'), { timeout: 20_000 }).toBe('replicated');
+    // The catalog is written (replicated) a moment before the job records its end: the page
+    // shows that too without a reload.
+    await expect.poll(async () => (await cells('#replication-per-target', 'east'))[7], { timeout: 20_000 }).toContain('done');
     row = await cells('#replication-per-target', 'east');
     expect(row[4]).toBe('2');
     expect(row[7]).toContain(id);
-    expect(row[7]).toContain('done');
     const detail = (await ok(a, 'GET', '/api/v1/cartridges/VT0001L7')).replication[0];
     expect(detail).toMatchObject({ target: 'east', state: 'replicated', seq: 2, job: { id, state: 'done' } });
     expect(detail.lastBytesShipped).toBeGreaterThan(300 * 1024);
@@ -176,7 +179,7 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
   test('an operator cancels a queued job; a failed job shows its error', async () => {
     // A target whose directory is gone (a file in its place): its job fails with the reason.
     const broken = await tempDir('broken');
-    await ok(a, 'POST', '/api/v1/replication/targets', { name: 'broken', url: pathToFileURL(join(broken, 'tier')).href });
+    await ok(a, 'POST', '/api/v1/replication/targets', { name: 'broken', url: pathToFileURL(join(broken, 'tier')).href, createBucket: true });
     await rm(join(broken, 'tier'), { recursive: true });
     await writeFile(join(broken, 'tier'), 'not a directory');
     const failed = await jobEnd(a, (await ok(a, 'POST', '/api/v1/cartridges/VT0001L7/replicate', { target: 'broken' })).id);
@@ -223,6 +226,23 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     await page.locator('#add-target button[type=submit]').click();
     await page.locator('#repl-targets [data-target=west]').waitFor();
     expect((await ok(a, 'GET', '/api/v1/replication/targets')).items.map((t: { name: string }) => t.name)).toContain('west');
+    // A directory that does not exist is refused, unless "create if missing" is ticked.
+    const north = join(await tempDir('north'), 'tier');
+    await page.locator('#t-name').fill('north');
+    await page.locator('#t-url').fill(pathToFileURL(north).href);
+    await page.locator('#add-target button[type=submit]').click();
+    await expect.poll(() => page.locator('#repl-status').textContent()).toContain('BUCKET_NOT_FOUND');
+    await expect(stat(north)).rejects.toMatchObject({ code: 'ENOENT' });
+    await page.locator('#t-create').check();
+    await page.locator('#add-target button[type=submit]').click();
+    await page.locator('#repl-targets [data-target=north]').waitFor();
+    expect((await stat(north)).isDirectory()).toBe(true);
+    // Its last check in the table, once there is one.
+    await ok(a, 'POST', '/api/v1/replication/targets/north/check', {});
+    await page.reload();
+    await expect.poll(async () => (await cells('#repl-targets', 'north'))[11]).toMatch(/ · whole$/);
+    await ok(a, 'DELETE', '/api/v1/replication/targets/north');
+    await page.locator('#add-target').waitFor();
     // A refused one: the server's message on the page, nothing added.
     await page.locator('#t-name').fill('west');
     await page.locator('#t-url').fill('ftp://nowhere/x');

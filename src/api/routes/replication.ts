@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Gauge } from 'prom-client';
 import { exportRecoveryKey, replicationKeyId } from '../../crypto/index.js';
-import { REPLICATION_JOB_STATES, type DisasterRecovery, type ReplicationJobState, type Replicator } from '../../replication/index.js';
+import { checkAlert, REPLICATION_JOB_STATES, type DisasterRecovery, type ReplicationJobState, type Replicator } from '../../replication/index.js';
 import type { ApiContext } from '../app.js';
 import { ApiError, isDamage } from '../errors.js';
 import { barcode, cartridgeReplicationSchema, cartridgeSchema, errors, libName, replicaSchema } from '../schemas.js';
@@ -37,6 +37,13 @@ const summarySchema = {
   properties: {
     name: str, url: str, bandwidthLimit: nullable(int), cartridges: int, replicated: int, pending: int, failed: int,
     maxLagSeconds: nullable(num), bytesShipped: num, queued: int, running: int,
+    lastCheck: nullable({
+      type: 'object',
+      properties: {
+        target: str, at: str, scheduled: bool, deep: bool, ok: bool,
+        missing: int, damaged: int, reshipped: int, lost: int, brokenReplicas: int, error: nullable(str),
+      },
+    }),
   },
 } as const;
 const refreshSchema = {
@@ -67,15 +74,31 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
     handler: async () => ({ items: await replicator.targets.list() }),
   });
 
-  app.post<{ Body: { name: string; url: string; bandwidthLimit?: number | null } }>('/api/v1/replication/targets', {
+  app.post<{ Body: { name: string; url: string; bandwidthLimit?: number | null; createBucket?: boolean } }>('/api/v1/replication/targets', {
     config: { access: 'admin' },
     schema: {
       summary: 'add a target: file://, s3://bucket/prefix?endpoint=..., azure://container/prefix?account=... (credentials from the SDK environment)',
+      description:
+        'The target is opened now: it must be reachable and usable. A bucket, container or directory that does not exist is refused ' +
+        '(404 BUCKET_NOT_FOUND, naming it and where it was looked for) unless createBucket is true, so a mistyped name never becomes a new, empty replication target.',
       tags,
-      body: { type: 'object', required: ['name', 'url'], additionalProperties: false, properties: { name: targetName, url: { type: 'string', minLength: 1, maxLength: 2048 }, bandwidthLimit: nullable({ type: 'integer', minimum: 4096 }) } },
+      body: {
+        type: 'object',
+        required: ['name', 'url'],
+        additionalProperties: false,
+        properties: {
+          name: targetName,
+          url: { type: 'string', minLength: 1, maxLength: 2048 },
+          bandwidthLimit: nullable({ type: 'integer', minimum: 4096 }),
+          createBucket: { type: 'boolean', default: false, description: 'create the bucket (S3), container (Azure) or directory (file://) when it does not exist' },
+        },
+      },
       response: { 201: targetSchema, ...errors },
     },
-    handler: async (req, reply) => reply.code(201).send(await replicator.targets.add(req.body.name, req.body.url, req.body.bandwidthLimit ?? null)),
+    handler: async (req, reply) => {
+      const { name, url, bandwidthLimit, createBucket } = req.body;
+      return reply.code(201).send(await replicator.targets.add(name, url, bandwidthLimit ?? null, { createBucket }));
+    },
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/replication/targets/:name', {
@@ -316,6 +339,12 @@ function watchLag(ctx: ApiContext, replicator: Replicator): void {
   });
   replicator.onJobEnd((j) => {
     if (j.state === 'failed') void ctx.ops.alerts.raise('job_failed', `replication of ${j.barcode} to ${j.target} failed: ${j.lastError}`, { jobId: j.id, barcode: j.barcode, target: j.target }).catch(() => undefined);
+  });
+  // A scheduled check runs unattended: what it found or why it failed must reach someone. (A
+  // manual one answers its caller.) An unreachable target alerts once per check period.
+  replicator.onCheck((c) => {
+    const message = c.scheduled ? checkAlert(c) : undefined;
+    if (message) void ctx.ops.alerts.raise('target_check', message, { ...c }).catch(() => undefined);
   });
 }
 

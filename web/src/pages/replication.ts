@@ -24,6 +24,19 @@ export interface TargetStatus {
   bytesShipped: number;
   queued: number;
   running: number;
+  /** The newest check of the target (manual or scheduled); null or absent: never checked. */
+  lastCheck?: TargetCheck | null;
+}
+export interface TargetCheck {
+  at: string;
+  scheduled: boolean;
+  ok: boolean;
+  missing: number;
+  damaged: number;
+  reshipped: number;
+  lost: number;
+  brokenReplicas: number;
+  error: string | null;
 }
 export interface ReplicationJob {
   id: string;
@@ -168,25 +181,36 @@ async function drawTargets(holder: HTMLElement, me: Me, say: (x: HTMLElement | s
     bytes(t.bytesShipped),
     count(t.queued),
     count(t.running),
+    lastCheck(t.lastCheck),
     isAdmin(me) ? h('button', { type: 'button', 'data-forget': t.name, onclick: () => forget(t) }, 'Forget') : '',
   ]);
   replace(
     holder,
     rows.length
-      ? table(['Target', 'URL', 'Bandwidth', 'Cartridges', 'Replicated', 'Pending', 'Failed', 'Max lag', 'Bytes shipped', 'Queued', 'Running', ''], rows, { id: 'repl-targets' })
+      ? table(['Target', 'URL', 'Bandwidth', 'Cartridges', 'Replicated', 'Pending', 'Failed', 'Max lag', 'Bytes shipped', 'Queued', 'Running', 'Last check', ''], rows, { id: 'repl-targets' })
       : h('p', { class: 'hint', id: 'no-targets' }, 'No replication targets.'),
   );
   return r.targets;
+}
+
+/** A target's last check in a cell: when, and what it found (the full counts in the title). */
+function lastCheck(c: TargetCheck | null | undefined): HTMLElement | string {
+  if (!c) return 'never';
+  const found = c.error !== null ? 'failed' : c.ok ? 'whole' : [c.missing && `${count(c.missing)} missing`, c.damaged && `${count(c.damaged)} damaged`, c.brokenReplicas && `${count(c.brokenReplicas)} broken replicas`].filter(Boolean).join(', ');
+  const title = c.error ?? `${c.scheduled ? 'scheduled' : 'manual'} check: ${c.missing} missing, ${c.damaged} damaged, ${c.reshipped} shipped again, ${c.lost} no longer here, ${c.brokenReplicas} broken replicas`;
+  return h('span', { 'data-last-check': c.error !== null ? 'failed' : c.ok ? 'ok' : 'found', class: c.ok ? null : 'result-failed', title }, `${date(c.at)} · ${found}`);
 }
 
 function addTargetForm(say: (x: HTMLElement | string) => void, changed: () => void): HTMLElement {
   const name = h('input', { id: 't-name', placeholder: 'name, e.g. east', 'aria-label': 'target name', required: true, pattern: '[a-z0-9][a-z0-9\\-]{0,31}', size: 12 });
   const url = h('input', { id: 't-url', placeholder: 'file:///path, s3://bucket/prefix?endpoint=…, azure://container/prefix?account=…', 'aria-label': 'target URL', required: true, size: 60 });
   const limit = h('input', { id: 't-limit', type: 'number', min: 4096, step: 1, placeholder: 'bytes/s (optional)', 'aria-label': 'bandwidth limit in bytes per second' });
-  const form = h('form', { class: 'toolbar', id: 'add-target' }, name, url, limit, h('button', { type: 'submit' }, 'Add target'));
+  // Off by default, as in the CLI: a mistyped bucket name must be refused, not created.
+  const create = h('input', { type: 'checkbox', id: 't-create' });
+  const form = h('form', { class: 'toolbar', id: 'add-target' }, name, url, limit, h('label', { title: 'create the bucket, container or directory if it does not exist' }, create, 'create if missing'), h('button', { type: 'submit' }, 'Add target'));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const body = { name: name.value.trim(), url: url.value.trim(), ...(limit.value ? { bandwidthLimit: Number(limit.value) } : {}) };
+    const body = { name: name.value.trim(), url: url.value.trim(), ...(limit.value ? { bandwidthLimit: Number(limit.value) } : {}), ...(create.checked ? { createBucket: true } : {}) };
     void post('/api/v1/replication/targets', body).then(
       () => {
         say(`Target ${body.name} added.`);
