@@ -6,7 +6,10 @@
  * fault in, external memory that drives scavenges, and a copy into a record buffer for every
  * record that spans two reads. Here a socket reads into 1 MiB segments from the record
  * buffer pool (stream/buffers.ts), one read after another, and a segment goes back to the pool
- * once nothing refers to it: not the reader, no buffered chunk, no lent view.
+ * once nothing refers to it: not the reader, no buffered chunk, no lent view. A connection
+ * starts on 16 KiB segments and moves to 1 MiB ones at its first large read (records
+ * streaming in): one that only sends commands, or sits idle, pins 16 KiB, not 1 MiB (with
+ * up to 256 connections, that is 4 MiB rather than 256 MiB).
  *
  * Guarantee: a segment is reused only after every view of it was given back; a view that is
  * never given back keeps its segment out of the pool (new memory, never overwritten bytes).
@@ -20,10 +23,16 @@
 import type { Socket } from 'node:net';
 import { lendView, recycleBuffer, takeBuffer } from '../../tape/index.js';
 
-/** Reads go into segments this large (a power of two, so the pool keeps them). */
+/** Reads go into segments this large once records stream in (a power of two, so the pool keeps them). */
 export const SEGMENT_BYTES = 1024 * 1024;
-/** A segment with less room than this is left for a new one: reads stay large. */
+/** Until then (commands, replies to wait for, an idle client), segments this large. */
+export const SMALL_SEGMENT_BYTES = 16 * 1024;
+/** A read this large means records are streaming in: from then on, large segments. */
+const STREAMING_READ = 8 * 1024;
+/** A large segment with less room than this is left for a new one: reads stay large. */
 const MIN_READ = 64 * 1024;
+/** A small segment with less room than this is left for a new one (a command line fits). */
+const MIN_SMALL_READ = 2 * 1024;
 
 /** A pooled buffer that reads fill in turn; back to the pool when its last holder lets go. */
 export class Segment {
@@ -74,11 +83,14 @@ export function pooledReads(socket: Socket, onRead: SegmentRead): (() => void) |
   const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void; reading?: boolean } })._handle;
   const slots = socket as unknown as Record<symbol, unknown>;
   if (!fields || typeof handle?.useUserBuffer !== 'function' || handle.reading || slots[fields.buffer] !== null) return undefined;
-  let segment = new Segment(takeBuffer(SEGMENT_BYTES));
+  let streaming = false;
+  let segment = new Segment(takeBuffer(SMALL_SEGMENT_BYTES));
   const next = (): Buffer => {
-    if (segment.buf.length - segment.used < MIN_READ) {
+    const [size, least] = streaming ? [SEGMENT_BYTES, MIN_READ] : [SMALL_SEGMENT_BYTES, MIN_SMALL_READ];
+    // A small segment is also left at once when records start to stream in.
+    if (segment.buf.length - segment.used < least || segment.buf.length < size) {
       segment.release();
-      segment = new Segment(takeBuffer(SEGMENT_BYTES));
+      segment = new Segment(takeBuffer(size));
     }
     return segment.buf.subarray(segment.used);
   };
@@ -88,6 +100,7 @@ export function pooledReads(socket: Socket, onRead: SegmentRead): (() => void) |
   slots[fields.callback] = (nread: number) => {
     const view = segment.buf.subarray(segment.used, segment.used + nread);
     segment.used += nread;
+    if (nread >= STREAMING_READ) streaming = true;
     segment.hold();
     onRead(view, segment);
   };

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Input } from '../../../src/protocols/rmt/input.js';
-import { SEGMENT_BYTES } from '../../../src/protocols/rmt/pooled-reads.js';
+import { SEGMENT_BYTES, SMALL_SEGMENT_BYTES } from '../../../src/protocols/rmt/pooled-reads.js';
 import { recycleBuffer, takeBuffer } from '../../../src/tape/index.js';
 
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -86,6 +86,32 @@ describe('pooled socket reads', () => {
     // 24 MB passed through far fewer than 23 of them.
     expect(fromSegments).toBeGreaterThan(count / 2);
     expect(segments.size).toBeLessThan(15); // 9 here; 23 when none goes back to the pool
+  });
+
+  it('a connection that only sends commands holds a small segment; records streaming in move it to large ones', async () => {
+    const { server, client } = await accepted(true);
+    const input = new Input(server, HIGH_WATER, takeBuffer, true);
+    // Commands only, as a client that opens a device and then idles.
+    client.write('O/lib1/nst0\n0\n');
+    expect(await input.byte()).toBe(0x4f); // O
+    const rest = (await input.some())!; // the rest of what was read: all of it, or part
+    expect(rest.length).toBeGreaterThan(0);
+    expect(rest.buffer.byteLength).toBe(SMALL_SEGMENT_BYTES);
+    const left = 13 - rest.length; // "/lib1/nst0\n0\n"
+    recycleBuffer(rest);
+    if (left > 0) recycleBuffer((await input.exact(left))!);
+    // Then records: after the first large read, reads go into 1 MiB segments.
+    const sent = sendRecords(client, 60);
+    const sizes = new Set<number>();
+    for (let k = 0; k < 60; k++) {
+      await input.byte();
+      const record = (await input.exact(Number(await input.line(32))))!;
+      expect(record.equals(payload(k))).toBe(true);
+      sizes.add(record.buffer.byteLength);
+      recycleBuffer(record);
+    }
+    await sent;
+    expect(sizes.has(SEGMENT_BYTES)).toBe(true);
   });
 
   it('falls back to data events on a socket that already reads', async () => {
