@@ -21,7 +21,7 @@ import { readInRuns } from '../dedup/runs.js';
 import { CommitBatch, type StoredChunk } from '../dedup/store.js';
 import type { ChunkSource } from '../stream/recipes.js';
 import type { DataDb } from '../stream/store.js';
-import type { ObjectTier } from '../tier/index.js';
+import { ObjectNotFoundError, type ObjectTier } from '../tier/index.js';
 import { CONTAINER_HEADER, containerObject, parseContainerHeader } from './layout.js';
 
 const PREFETCH = 2;
@@ -125,7 +125,7 @@ export class ReplicaChunks implements ChunkSource {
 
   private async fetch(id: number): Promise<void> {
     const name = containerObject(id);
-    const body = await this.tier.get(name);
+    const body = await this.tier.get(name).catch((err: unknown) => rethrowMissing(name, err));
     this.keys.set(id, this.cipher.unwrapDataKey(id, parseContainerHeader(body, name)));
     const path = containerPath(this.cacheDir, id, true);
     const tmp = `${path}.tmp-${process.pid}`;
@@ -143,7 +143,7 @@ export class ReplicaChunks implements ChunkSource {
     let key = this.keys.get(id);
     if (!key) {
       const name = containerObject(id);
-      const head = await this.tier.get(name, { offset: 0, length: CONTAINER_HEADER });
+      const head = await this.tier.get(name, { offset: 0, length: CONTAINER_HEADER }).catch((err: unknown) => rethrowMissing(name, err));
       key = this.cipher.unwrapDataKey(id, parseContainerHeader(head, name));
       this.keys.set(id, key);
     }
@@ -198,4 +198,10 @@ export class ReplicaChunks implements ChunkSource {
 function replicaDamage(id: number, err: IntegrityError): ReplicaIntegrityError {
   const reason = err.reason ?? err.message;
   return new ReplicaIntegrityError(`replica object ${containerObject(id)} is damaged at byte ${err.offset}: ${reason}`);
+}
+
+/** A container object the catalogs name that is not on the object store: the replica is damaged there. */
+function rethrowMissing(name: string, err: unknown): never {
+  if (err instanceof ObjectNotFoundError) throw new ReplicaIntegrityError(`replica object ${name} is missing on the object store`);
+  throw err;
 }

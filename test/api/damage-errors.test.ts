@@ -155,3 +155,16 @@ it('a damaged replica: promote and image export say the data is damaged; the rep
   expect(exported.body.message).toMatch(/replica object containers\/[0-9a-f]{8} is damaged.*'vtl replicate target check TARGET --deep'/);
   expect(exported.body.message).not.toMatch(/vtl scrub/);
 }, 90_000);
+
+it('a replica whose container object went missing on the target: the export names the object (not an internal error)', async () => {
+  await written('VT0006L7', randomBytes(2 * MiB, 6));
+  expect((await ok(a, 'POST', '/api/v1/cartridges/VT0006L7/replicate', { target: 'vault', wait: true })).state).toBe('done');
+  await ok(b, 'POST', '/api/v1/dr/refresh', {});
+  const name = (await frames('VT0006L7'))[0].container.toString(16).padStart(8, '0');
+  await rm(join(work, 'tier', 'containers', name));
+  const r = await get(b, '/api/v1/cartridges/VT0006L7/image?format=aws');
+  expect(r.status, JSON.stringify(r.body)).toBe(500);
+  expect(r.body.error).toBe('DATA_DAMAGED');
+  expect(r.body.message).toContain(`replica object containers/${name} is missing on the object store`);
+  expect(r.body.message).toMatch(/'vtl replicate target check TARGET --deep'/);
+}, 90_000);
