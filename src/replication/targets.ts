@@ -7,7 +7,7 @@
  * (createBucket): a mistyped name would otherwise become an empty bucket that replication fills
  * and that another region's DR restore never finds. Nothing here creates one later either.
  */
-import { BucketNotFoundError, openTier, parseTierUrl, withMetrics, withRetry, type MeteredTier, type ObjectTier } from '../tier/index.js';
+import { BucketNotFoundError, openTier, parseTierUrl, TierAccessError, TierIOError, withMetrics, withRetry, type MeteredTier, type ObjectTier } from '../tier/index.js';
 import type { ReplicationDb } from './index.js';
 
 export interface TargetRecord {
@@ -113,7 +113,7 @@ export class Targets {
 }
 
 /** Why a new target cannot be opened, with what the operator can do about a missing bucket. */
-function openError(name: string, redacted: string, err: Error): TargetError {
+function openError(name: string, redacted: string, err: Error): Error {
   if (err instanceof BucketNotFoundError) {
     return new TargetError(
       'BUCKET_NOT_FOUND',
@@ -121,6 +121,11 @@ function openError(name: string, redacted: string, err: Error): TargetError {
         `to create the ${err.kind}, add the target with --create-bucket (API: "createBucket": true)`,
     );
   }
+  // The store down or refusing the credentials is not a bad request: it keeps its kind, so the
+  // API answers 502 TARGET_UNREACHABLE / TARGET_ACCESS_DENIED as `dr attach` does.
+  const what = `target ${name} (${redacted}) not added: ${err.message}`;
+  if (err instanceof TierAccessError) return new TierAccessError(what, { transient: false, status: err.status, cause: err });
+  if (err instanceof TierIOError) return new TierIOError(what, { transient: err.transient, status: err.status, cause: err });
   return new TargetError('INVALID', `target ${name} (${redacted}) cannot be opened: ${err.message}`);
 }
 

@@ -125,7 +125,7 @@ export { parseTierUrl } from './url.js';
 export type { TierTarget } from './url.js';
 export {
   TierError, ObjectNotFoundError, InvalidRangeError, InvalidKeyError, RetentionError,
-  LengthMismatchError, TierConfigError, TierIOError,
+  LengthMismatchError, TierConfigError, TierIOError, TierAccessError,
 } from './errors.js';
 export { withRetry, isTransient } from './retry.js';
 export type { RetryOptions } from './retry.js';

@@ -2,7 +2,8 @@
  * An object store that cannot be used reaches the user as what is wrong with it: `vtl dr attach`
  * of an S3 endpoint nothing listens on says the target cannot be reached (which URL, the
  * cause), with 502; an S3 server that refuses the access key says access was denied, naming the
- * target (not "Unknown (HTTP 403): UnknownError"). Never "internal error".
+ * target (not "Unknown (HTTP 403): UnknownError"). Never "internal error". Adding a replication
+ * target answers the same way (not 400 INVALID: the request was fine, the store was not).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -74,6 +75,18 @@ it('vtl dr attach of an S3 endpoint that is down: 502 TARGET_UNREACHABLE naming 
   expect((await call(b, 'GET', '/api/v1/dr/sources')).body.items).toEqual([]);
 }, 60_000);
 
+it('vtl replicate target add of an S3 endpoint that is down: 502 TARGET_UNREACHABLE, nothing added', async () => {
+  const port = await closedPort();
+  const url = `s3://vtl-dr/site-a?endpoint=http://127.0.0.1:${port}&region=us-east-1&pathStyle=true`;
+  const r = await call(a, 'POST', '/api/v1/replication/targets', { name: 'down', url });
+  expect(r.status, JSON.stringify(r.body)).toBe(502);
+  expect(r.body.error).toBe('TARGET_UNREACHABLE');
+  expect(r.body.message).toMatch(/^target down \(s3:\/\/vtl-dr\/site-a.*\) not added: .*cannot be reached.*ECONNREFUSED/);
+  const cli = await runCli(['replicate', 'target', 'add', 'down', url, '--url', a.url, '--token-file', a.server.adminTokenFile]);
+  expect(cli.error ?? '').toMatch(/not added: .*cannot be reached/);
+  expect((await call(a, 'GET', '/api/v1/replication/targets')).body.items).toEqual([]);
+}, 60_000);
+
 describe('an S3 server that refuses the access key', () => {
   let s3: RestartableServer | undefined;
   let reason = '';
@@ -104,6 +117,23 @@ describe('an S3 server that refuses the access key', () => {
     expect(err!.message).toContain('403');
     expect(err!.message).not.toMatch(/UnknownError| {2}/);
     expect(err!.message).not.toContain('NOT-THE-SECRET');
+  });
+
+  it('target add with the wrong key: 502 TARGET_ACCESS_DENIED naming the target, nothing added', async (ctx: TestContext) => {
+    if (!s3) ctx.skip(reason);
+    process.env.AWS_ACCESS_KEY_ID = wrong.AWS_ACCESS_KEY_ID;
+    process.env.AWS_SECRET_ACCESS_KEY = wrong.AWS_SECRET_ACCESS_KEY;
+    try {
+      const r = await call(a, 'POST', '/api/v1/replication/targets', { name: 'denied', url: url() });
+      expect(r.status, JSON.stringify(r.body)).toBe(502);
+      expect(r.body.error).toBe('TARGET_ACCESS_DENIED');
+      expect(r.body.message).toMatch(/^target denied .* not added: access denied by s3:\/\/vtl-dr\/site-a.*credentials were refused/);
+      expect(r.body.message).not.toContain('NOT-THE-SECRET');
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+      process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    }
+    expect((await call(a, 'GET', '/api/v1/replication/targets')).body.items).toEqual([]);
   });
 
   it('dr attach with the wrong key: 502 TARGET_ACCESS_DENIED, not internal', async (ctx: TestContext) => {

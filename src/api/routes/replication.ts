@@ -79,7 +79,7 @@ export async function replicationRoutes(app: FastifyInstance, ctx: ApiContext, r
     schema: {
       summary: 'add a target: file://, s3://bucket/prefix?endpoint=..., azure://container/prefix?account=... (credentials from the SDK environment)',
       description:
-        'The target is opened now: it must be reachable and usable. A bucket, container or directory that does not exist is refused ' +
+        'The target is opened now: it must be reachable and accept the credentials (else 502 TARGET_UNREACHABLE or TARGET_ACCESS_DENIED). A bucket, container or directory that does not exist is refused ' +
         '(404 BUCKET_NOT_FOUND, naming it and where it was looked for) unless createBucket is true, so a mistyped name never becomes a new, empty replication target.',
       tags,
       body: {
