@@ -12,6 +12,8 @@ import { openTier } from '../../src/tier/index.js';
 import { backupLikeBytes, randomBytes } from '../helpers/data.js';
 import { call, ok, getFile, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 import { runCli } from '../cli/run-cli.js';
+import { ERRNO } from '../../src/protocols/rmt/index.js';
+import { err as rmtRefused, RawClient } from '../protocols/rmt/harness.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver, type LocalServer, type RestartableServer } from '../tier/servers.js';
 
 process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
@@ -151,6 +153,13 @@ describe('replication to S3 (s3rver) and restore in a second region', () => {
     // A replica is read-only: writing is refused, and so is clearing its write protect.
     expect((await putFile(b, 'dr', 0, Buffer.alloc(1024))).status).toBe(409);
     expect((await call(b, 'PATCH', `/api/v1/cartridges/${BARCODE}`, { writeProtected: false })).status).toBe(400);
+    // tar through rmt is refused at open with why, and how to promote it
+    const rmt = await RawClient.connect(Number(b.server.rmtAddress.split(':').pop()));
+    try {
+      rmtRefused(await rmt.open('/dr/nst0', '2 O_RDWR'), ERRNO.EROFS[0], new RegExp(`read-only: .*promote it to write \\(vtl dr promote ${BARCODE}\\)`));
+    } finally {
+      rmt.socket.destroy();
+    }
     // A restore test (verify job) reads it through the replica too.
     const v = await ok(b, 'POST', `/api/v1/cartridges/${BARCODE}/verify`, {});
     let job = v;

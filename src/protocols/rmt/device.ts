@@ -116,8 +116,12 @@ function errnoOf(r: TapeResult): RmtError {
 
 /** Opening a write-protected cartridge for writing: `open(2)` fails with EROFS. */
 export class WriteProtectedOpen extends RmtError {
-  constructor(readonly barcode: string) {
-    super('EROFS', `cartridge ${barcode} is write protected`);
+  /** `readOnly`: why the cartridge cannot be written, when it says (a DR replica: how to promote it). */
+  constructor(
+    readonly barcode: string,
+    readOnly?: string,
+  ) {
+    super('EROFS', readOnly ? `cartridge ${barcode} is read-only: ${readOnly}` : `cartridge ${barcode} is write protected`);
   }
 }
 
@@ -176,7 +180,7 @@ export class TapeDevice {
       throw e;
     };
     if (!medium.isLoaded && !flags.nonblock) await refuse(new RmtError('ENOMEDIUM', `the cartridge in drive ${name.drive} of ${name.library} is offline (load it, or open with O_NONBLOCK and send MTLOAD)`));
-    if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new WriteProtectedOpen(medium.id));
+    if (flags.access !== 'read' && medium.isLoaded && medium.cfg.writeProtected) await refuse(new WriteProtectedOpen(medium.id, medium.cfg.readOnly));
     return new TapeDevice(name, flags, drive, medium, beforeChange);
   }
 

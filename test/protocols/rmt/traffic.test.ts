@@ -92,7 +92,7 @@ test('writes and erases a cartridge refuses over rmt are in the audit log as err
     if (items.length < 4) await new Promise((r) => setTimeout(r, 50));
   }
   expect(items).toHaveLength(4);
-  expect(items[0]).toMatchObject({ action: 'rmt write', target: 'VT0003L7', result: 'error', detail: '/lib1/nst2: refused at open: the cartridge is write protected' });
+  expect(items[0]).toMatchObject({ action: 'rmt write', target: 'VT0003L7', result: 'error', detail: '/lib1/nst2: refused at open: cartridge VT0003L7 is write protected' });
   expect(items[1]).toMatchObject({ action: 'rmt write', target: 'WM0001LX', result: 'ok' });
   expect(items[2]).toMatchObject({ action: 'rmt write', target: 'WM0001LX', result: 'error' });
   expect(items[2].detail).toMatch(/^\/lib1\/st3: refused 2 times: .*WORM/);
