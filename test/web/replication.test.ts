@@ -11,10 +11,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { backupLikeBytes, randomBytes } from '../helpers/data.js';
+import { backupLikeBytes, flip, randomBytes } from '../helpers/data.js';
 import { call, putFile, startTestServer, type TestServer } from '../api/helpers.js';
 import { buildDashboard, repoRoot } from './build.js';
 
@@ -208,9 +208,10 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     expect(fail[4]).toBe('failed');
     expect(fail[10]).toBe(failed.lastError);
     expect((await cells('#repl-targets', 'broken'))[6]).toBe('1'); // failed jobs
-    const slow = await cells('#repl-targets', 'slow');
-    expect(slow[2]).toBe('4.00 KiB/s');
-    expect(slow.slice(3, 5)).toEqual(['1', '1']);
+    // The targets table of the draw that showed the job done may have been read a moment before
+    // it ended; the page draws again while it showed something running.
+    await expect.poll(async () => (await cells('#repl-targets', 'slow')).slice(3, 5), { timeout: 10_000 }).toEqual(['1', '1']);
+    expect((await cells('#repl-targets', 'slow'))[2]).toBe('4.00 KiB/s');
     await page.locator('#f-state').selectOption('failed');
     await expect.poll(() => page.locator('#range').textContent()).toBe('1–1 of 1');
     expect(page.url()).toContain('state=failed');
@@ -309,7 +310,16 @@ describe.skipIf(!haveChromium)('replication in the dashboard (chromium)', () => 
     await page.locator('#dr-refresh').click();
     await expect.poll(() => page.locator('#dr-refreshed').textContent().catch(() => '')).toBe('site-a: 1 imported, 0 unchanged');
     await expect.poll(async () => (await cells('#dr-replicas', 'VT0001L7'))[2]).toBe('3');
+    expect(await page.locator('#dr-refreshed').getAttribute('class')).toBeNull();
     await shot('26-dr-operator');
+    // A newer catalog damaged on the target: the refresh says so, and which one is held instead.
+    await writeTapeFile(a, 'VT0001L7', randomBytes(64 * 1024, 15));
+    expect((await jobEnd(a, (await ok(a, 'POST', '/api/v1/cartridges/VT0001L7/replicate', { target: 'east' })).id)).state).toBe('done');
+    const catalog4 = join(fileURLToPath(east), 'catalogs', 'VT0001L7', '000000000004');
+    await flip(catalog4, Math.floor((await stat(catalog4)).size / 2));
+    await page.locator('#dr-refresh').click();
+    await expect.poll(() => page.locator('#dr-refreshed').textContent().catch(() => '')).toMatch(/^site-a: 0 imported, 0 unchanged, damaged: VT0001L7 \(catalog 4: .+; catalog 3 held instead\)$/);
+    expect(await page.locator('#dr-refreshed').getAttribute('class')).toBe('result-failed');
 
     await login(b, b.admin);
     await open('/replication');

@@ -323,6 +323,24 @@ async function drawJobs(
   return r.items;
 }
 
+interface RefreshResult {
+  source: string;
+  imported: unknown[];
+  unchanged: number;
+  conflicts: { barcode: string; reason: string }[];
+  damaged?: { barcode: string; catalogs: number[]; fallback: number | null; reason: string }[];
+  failed?: { barcode: string; reason: string }[];
+}
+
+/** One source's refresh: what came in, and each cartridge that did not with why (as `vtl dr refresh` says). */
+function refreshLine(x: RefreshResult): string {
+  const parts = [`${count(x.imported.length)} imported`, `${count(x.unchanged)} unchanged`];
+  if (x.conflicts.length) parts.push(`conflicts: ${x.conflicts.map((c) => `${c.barcode} (${c.reason})`).join('; ')}`);
+  if (x.damaged?.length) parts.push(`damaged: ${x.damaged.map((d) => `${d.barcode} (catalog ${d.catalogs.join(', ')}: ${d.reason}; ${d.fallback === null ? 'no usable catalog' : `catalog ${d.fallback} held instead`})`).join('; ')}`);
+  if (x.failed?.length) parts.push(`not read now, try again: ${x.failed.map((f) => `${f.barcode} (${f.reason})`).join('; ')}`);
+  return `${x.source}: ${parts.join(', ')}`;
+}
+
 /** Attached sources and the replicas held here; operators refresh, admins promote. */
 async function drawDr(holder: HTMLElement, me: Me, say: (x: HTMLElement | string) => void, alive: () => boolean): Promise<void> {
   if (!(await hasRoute('/api/v1/dr/sources'))) return replace(holder, notice('This server has no disaster-recovery routes.', 'unavailable'));
@@ -333,9 +351,10 @@ async function drawDr(holder: HTMLElement, me: Me, say: (x: HTMLElement | string
     refresh.addEventListener('click', () => {
       refresh.disabled = true;
       say('Reading the sources’ catalogs…');
-      void post<{ results: { source: string; imported: unknown[]; unchanged: number; conflicts: { barcode: string; reason: string }[] }[] }>('/api/v1/dr/refresh').then(
+      void post<{ results: RefreshResult[] }>('/api/v1/dr/refresh').then(
         (r) => {
-          say(h('span', { id: 'dr-refreshed' }, r.results.map((x) => `${x.source}: ${count(x.imported.length)} imported, ${count(x.unchanged)} unchanged${x.conflicts.length ? `, conflicts: ${x.conflicts.map((c) => `${c.barcode} (${c.reason})`).join('; ')}` : ''}`).join(' · ') || 'No sources.'));
+          const trouble = r.results.some((x) => (x.damaged?.length ?? 0) + (x.failed?.length ?? 0) > 0);
+          say(h('span', { id: 'dr-refreshed', class: trouble ? 'result-failed' : null }, r.results.map(refreshLine).join(' · ') || 'No sources.'));
           void draw().catch((e) => replace(holder, errorBox(e)));
         },
         (e) => ((refresh.disabled = false), say(errorBox(e))),
