@@ -265,7 +265,10 @@ describe('GET /api/v1/stats/history on a real server sampling every 200 ms', () 
     expect((await putFile(t, 'lib1', 0, b, 65536)).status).toBe(200);
     const points = await until('a point with both files', async () => {
       const ps = await fine();
-      return ps.at(-1)?.logicalBytes === a.length + b.length && sumIn(ps) === a.length + b.length ? ps : undefined;
+      // Stored bytes count a container as it is sealed, which may come a moment after the
+      // file's sync point: wait for a point that has both (random data: unique = logical).
+      const last = ps.at(-1);
+      return last?.logicalBytes === a.length + b.length && last.uniqueBytes === a.length + b.length && sumIn(ps) === a.length + b.length ? ps : undefined;
     });
     const logical = points.map((p) => p.logicalBytes);
     expect(logical[0]).toBe(0);

@@ -116,12 +116,17 @@ function errnoOf(r: TapeResult): RmtError {
 
 /** Opening a write-protected cartridge for writing: `open(2)` fails with EROFS. */
 export class WriteProtectedOpen extends RmtError {
+  /** Why, without the errno's words (for the audit log). */
+  readonly reason: string;
+
   /** `readOnly`: why the cartridge cannot be written, when it says (a DR replica: how to promote it). */
   constructor(
     readonly barcode: string,
     readOnly?: string,
   ) {
-    super('EROFS', readOnly ? `cartridge ${barcode} is read-only: ${readOnly}` : `cartridge ${barcode} is write protected`);
+    const reason = readOnly ? `cartridge ${barcode} is read-only: ${readOnly}` : `cartridge ${barcode} is write protected`;
+    super('EROFS', reason);
+    this.reason = reason;
   }
 }
 

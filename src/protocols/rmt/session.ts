@@ -283,7 +283,7 @@ export class RmtSession {
     } catch (err) {
       // A refused attempt to write is worth an audit entry; other failed opens change nothing.
       if (err instanceof WriteProtectedOpen) {
-        await this.tell([{ action: 'rmt write', barcode: err.barcode, peer: this.peer, ok: false, detail: `${name}: refused at open: ${err.message}` }]);
+        await this.tell([{ action: 'rmt write', barcode: err.barcode, peer: this.peer, ok: false, detail: `${name}: refused at open: ${err.reason}` }]);
       }
       throw err;
     }
