@@ -320,8 +320,7 @@ export class Libraries {
       let r: TapeResult;
       if (drive?.medium) {
         if (drive.open) throw new LibraryError('REMOVAL_PREVENTED', `cartridge ${barcode} is in use in a drive with an open session`);
-        await drive.medium.rewind();
-        r = await drive.medium.erase();
+        r = await drive.medium.eraseAll();
       } else {
         r = await this.tapes.erase(barcode);
       }

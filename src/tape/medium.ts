@@ -212,15 +212,36 @@ export class Medium {
   /** Erases from the current position to the end (the data becomes garbage). */
   erase(): Promise<TapeResult> {
     return this.op(async () => {
-      const bad = this.check();
+      const bad = this.check() ?? this.eraseRefused(this.pos);
       if (bad) return bad;
-      if (this.cfg.writeProtected) return failure(SENSE.writeProtected(this.cfg.readOnly));
-      if (this.cfg.worm && retentionHolds(this.cfg)) return failure(SENSE.wormErase());
-      if (retentionHolds(this.cfg) && this.pos < this.geo.eodLba) return failure(SENSE.retained(this.cfg.retentionUntil!));
       await this.endWrite();
       if (this.pos < this.geo.eodLba) await this.truncateAt(this.pos);
       return result();
     });
+  }
+
+  /**
+   * Rewinds and erases the whole medium, in one operation: a refused erase (write protect,
+   * WORM, retention) leaves the position where it was, as a drive that refuses a command does.
+   */
+  eraseAll(): Promise<TapeResult> {
+    return this.op(async () => {
+      const bad = this.check() ?? this.eraseRefused(0);
+      if (bad) return bad;
+      await this.endWrite();
+      this.moveTo(0);
+      this.verifying = new FileChecksum();
+      if (this.geo.eodLba > 0) await this.truncateAt(0);
+      return result();
+    });
+  }
+
+  /** Why an erase from `lba` to the end is refused, if it is. */
+  private eraseRefused(lba: number): TapeResult | undefined {
+    if (this.cfg.writeProtected) return failure(SENSE.writeProtected(this.cfg.readOnly));
+    if (this.cfg.worm && retentionHolds(this.cfg)) return failure(SENSE.wormErase());
+    if (retentionHolds(this.cfg) && lba < this.geo.eodLba) return failure(SENSE.retained(this.cfg.retentionUntil!));
+    return undefined;
   }
 
   readPosition(): Promise<TapePosition> {

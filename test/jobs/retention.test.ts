@@ -57,6 +57,11 @@ test('a rewritable cartridge under retention refuses erase, overwrite, delete an
   expect((await getFile(t, 'rl', 1)).data.length).toBe(200_000);
   // appending at end of data stays allowed
   expect((await putFile(t, 'rl', 1, randomBytes(1000))).status).toBe(200);
+  // a refused erase of the loaded cartridge leaves the tape where it was (it used to rewind it)
+  const at = (await call(t, 'GET', '/api/v1/libraries/rl/drives/1')).body.position;
+  expect(at.lba, JSON.stringify(at)).toBeGreaterThan(0);
+  expect((await call(t, 'POST', '/api/v1/cartridges/RT0001L7/erase')).status).toBe(409);
+  expect((await call(t, 'GET', '/api/v1/libraries/rl/drives/1')).body.position).toEqual(at);
   expect((await call(t, 'POST', '/api/v1/libraries/rl/drives/1/unload', {})).status).toBe(200);
   const after = (await call(t, 'GET', '/api/v1/cartridges/RT0001L7')).body;
   expect(after.logicalBytes).toBe(before.logicalBytes + 1000);
