@@ -271,7 +271,10 @@ async function shipContainers(deps: ShipDeps, target: OpenTarget, ids: number[],
       if (!c) throw new RetryNow(`container ${id} was removed (GC) while replicating; starting over`);
       const size = CONTAINER_HEADER + c.bytes.length;
       if (onTarget.get(id) !== size) {
-        bytes += await putContainer(deps, target, id, c);
+        // Awaited first, then added: `bytes += await ...` reads `bytes` before the put, and the
+        // other workers' additions made meanwhile were lost (a job reported a third of its bytes).
+        const sent = await putContainer(deps, target, id, c);
+        bytes += sent;
         count++;
       }
       await deps.tables.shipped.put(shippedKey(name, id), size);

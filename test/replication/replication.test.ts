@@ -107,6 +107,14 @@ describe('replication to S3 (s3rver) and restore in a second region', () => {
     }
     console.log(`bytes shipped per generation: ${gens.map((g, i) => `gen ${i + 1}: ${(shipped[i] / MiB).toFixed(2)} MiB of ${(g.length / MiB).toFixed(2)} MiB logical`).join('; ')}`);
     expect(shipped[0]).toBeGreaterThan(0);
+    // Every container on the target was shipped by these jobs, and counted (puts run in parallel).
+    const tier = await openTier(url());
+    let containers = 0;
+    let onTarget = 0;
+    for await (const o of tier.list('containers/')) (containers++, (onTarget += o.size));
+    await tier.close();
+    expect(containers).toBeGreaterThan(1);
+    expect(shipped.reduce((x, y) => x + y, 0)).toBeGreaterThanOrEqual(onTarget);
     // Generations 2 and 3 add ~1.2 MiB of new data each: far below their 13-14 MiB.
     for (const i of [1, 2]) expect(shipped[i]).toBeLessThan(gens[i].length * 0.25);
     const detail = await ok(a, 'GET', `/api/v1/cartridges/${BARCODE}`);
