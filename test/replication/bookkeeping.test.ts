@@ -4,7 +4,7 @@
  * count before their first replication, `failed` counts cartridges whose newest job failed, and
  * a deleted cartridge's replication state goes with it.
  */
-import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -182,3 +182,17 @@ describe('replication bookkeeping', () => {
     expect(await replication('VT0007L7', 'south')).toMatchObject({ state: 'replicated', bytesShipped: fresh.result.bytesShipped });
   }, 60_000);
 });
+
+it('a job counts every container it ships, also those its parallel puts send at once', async () => {
+  const dir = join(work, 'count');
+  await ok('POST', '/api/v1/replication/targets', { name: 'count', url: `file://${dir}`, createBucket: true });
+  await write('VT0009L7', randomBytes(24 * 1024 * 1024, 99));
+  const job = await replicate('VT0009L7', 'count');
+  expect(job.state).toBe('done');
+  const names = (await readdir(join(dir, 'containers'))).filter((n) => /^[0-9a-f]{8}$/.test(n));
+  let onTarget = 0;
+  for (const n of names) onTarget += (await stat(join(dir, 'containers', n))).size;
+  expect(names.length).toBeGreaterThan(2);
+  expect(job.result.containersShipped).toBe(names.length);
+  expect(job.result.bytesShipped).toBeGreaterThanOrEqual(onTarget);
+}, 60_000);
