@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Gauge, type Registry } from 'prom-client';
 import { buildApp, type ApiDeps } from './api/app.js';
-import { TokenStore, ensureAdminToken } from './api/auth.js';
+import { TokenStore, ensureAdminToken, type AdminTokenFile } from './api/auth.js';
 import { Libraries } from './library/index.js';
 import { RmtServer } from './protocols/rmt/server.js';
 import type { RmtChange } from './protocols/rmt/index.js';
@@ -145,6 +145,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     // ---- protocols --------------------------------------------------------------------------
     // One audit log for the API and rmt: appends are serialized per instance.
     const audit = new AuditLog(store.db);
+    await noteAdminToken(audit, admin);
     const interrupted = await audit.recoverInterrupted();
     if (interrupted > 0) console.error(`vtl: ${interrupted} change${interrupted === 1 ? ' was' : 's were'} (API requests, rmt sessions writing) running when the server stopped: logged as interrupted in the audit log (vtl audit list)`);
     rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, ...auditRmt(audit) });
@@ -192,6 +193,19 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     await store.close();
     throw err;
   }
+}
+
+/**
+ * Says what start did with the admin token file when it was not simply kept: a revoked one stays
+ * revoked; a new one (not on a new data directory) is logged and audited, as any token made.
+ */
+async function noteAdminToken(audit: AuditLog, admin: AdminTokenFile): Promise<void> {
+  if (admin.revoked) {
+    console.error(`vtl: the token in ${admin.path} was revoked; it stays revoked (other admin tokens exist). To have a new one made, delete the file and restart`);
+  }
+  if (!admin.created || admin.reason === null) return;
+  console.error(`vtl: made a new admin token in ${admin.path}: ${admin.reason}`);
+  await audit.append({ actor: 'system', tokenId: null, role: null, action: 'token create', target: `admin (${admin.path})`, status: 0, result: 'ok', detail: `a new admin token at start: ${admin.reason}` });
 }
 
 /**

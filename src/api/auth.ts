@@ -85,18 +85,38 @@ export class TokenStore {
 }
 
 /**
- * Makes sure the data directory has a working admin token file (mode 0600): keeps a valid one,
- * otherwise creates a new admin token and writes it. Returns the file's path.
+ * What became of the admin token file at start: kept (valid); made (a new data directory, the
+ * file deleted, or no admin token left at all); or left revoked (`revoked`: its token was
+ * revoked while other admin tokens exist).
  */
-export async function ensureAdminToken(dataDir: string, tokens: TokenStore): Promise<{ path: string; created: boolean }> {
+export interface AdminTokenFile {
+  path: string;
+  created: boolean;
+  /** Why a token was made: null on a new data directory (the first token), else the reason to log and audit. */
+  reason: string | null;
+  revoked: boolean;
+}
+
+/**
+ * Makes sure the data directory has a working admin token file (mode 0600), without undoing a
+ * revocation: a valid one is kept; a file whose token was revoked stays revoked while another
+ * admin token exists (an admin revoked it; remaking it at every start would hand it back).
+ * A new one is made on a new data directory, when the file is gone (deleting it is how someone
+ * with access to the data directory asks for a new one), and when no admin token is left.
+ */
+export async function ensureAdminToken(dataDir: string, tokens: TokenStore): Promise<AdminTokenFile> {
   const path = join(dataDir, ADMIN_TOKEN_FILE);
   const existing = await readFile(path, 'utf8').then(
     (t) => t.trim(),
     () => undefined,
   );
-  if (existing && (await tokens.verify(existing))?.role === 'admin') return { path, created: false };
+  if (existing && (await tokens.verify(existing))?.role === 'admin') return { path, created: false, reason: null, revoked: false };
+  const all = await tokens.list();
+  const admins = all.filter((t) => t.role === 'admin').length;
+  if (existing !== undefined && admins > 0) return { path, created: false, reason: null, revoked: true };
+  const reason = all.length === 0 ? null : existing === undefined ? `${ADMIN_TOKEN_FILE} was missing` : 'no admin token was left';
   const { token } = await tokens.create('admin', 'admin');
   await writeFile(path, token + '\n', { mode: 0o600 });
   await chmod(path, 0o600); // an existing file keeps its old mode on write
-  return { path, created: true };
+  return { path, created: true, reason, revoked: false };
 }
