@@ -3,7 +3,7 @@
  * (`--token-file`, $VTL_TOKEN, or the admin token file of the local data directory), and
  * errors a person can act on: server not running, token refused, the server's own message.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -42,6 +42,8 @@ export function resolveToken(tokenFile: string | undefined, env: NodeJS.ProcessE
       return undefined;
     }
   };
+  // A token given where a file belongs: say so without repeating the secret on the screen.
+  if (tokenFile?.startsWith('vtl_') && !existsSync(tokenFile)) throw new CliError('--token-file takes the path of a file holding the token, and this looks like a token itself: put it in a file (mode 0600), or in $VTL_TOKEN');
   if (tokenFile) return read(tokenFile, `token file ${tokenFile}`, true)!;
   const v = env.VTL_TOKEN?.trim();
   if (v) return v.startsWith('vtl_') ? { token: v, from: '$VTL_TOKEN' } : read(v, `token file ${v} ($VTL_TOKEN)`, true)!;
