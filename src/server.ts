@@ -147,7 +147,7 @@ export async function startServer(flags: StartOptions = {}): Promise<VtlServer> 
     const audit = new AuditLog(store.db);
     await noteAdminToken(audit, admin);
     const interrupted = await audit.recoverInterrupted();
-    if (interrupted > 0) console.error(`vtl: ${interrupted} change${interrupted === 1 ? ' was' : 's were'} (API requests, rmt sessions writing) running when the server stopped: logged as interrupted in the audit log (vtl audit list)`);
+    if (interrupted > 0) console.error(`vtl: ${interrupted} change${interrupted === 1 ? ' was' : 's were'} running when the server stopped (API requests, rmt sessions writing): logged as interrupted in the audit log (vtl audit list --last 20)`);
     rmt = new RmtServer({ libraries, host: config.rmtHost, port: config.rmtPort, ...auditRmt(audit) });
     const listening = await rmt.listen();
     const rmtAddress = `${listening.host}:${listening.port}`;

@@ -128,13 +128,18 @@ function registerAudit(program: Command): void {
     .option('--action <prefix>', "action prefix, e.g. 'POST /api/v1/cartridges'")
     .option('--offset <n>', 'skip this many', int, 0)
     .option('--limit <n>', 'at most this many', int, 100)
+    .option('--last <n>', 'the newest N entries that match (still oldest first); instead of --offset/--limit', int)
     .option('--json', 'print JSON')
     .action(async (o) => {
-      const q = new URLSearchParams({ offset: String(o.offset), limit: String(o.limit) });
-      for (const k of ['since', 'until', 'actor', 'action'] as const) if (o[k]) q.set(k, o[k]);
-      const r = await client(o).get<Obj>(`/api/v1/audit?${q}`);
+      const c = client(o);
+      const filters = new URLSearchParams();
+      for (const k of ['since', 'until', 'actor', 'action'] as const) if (o[k]) filters.set(k, o[k]);
+      const page = (offset: number, limit: number) => c.get<Obj>(`/api/v1/audit?${new URLSearchParams({ ...Object.fromEntries(filters), offset: String(offset), limit: String(limit) })}`);
+      let r = await page(o.offset, o.last ?? o.limit);
+      // The newest: one request learns how many match, a second reads the tail.
+      if (o.last !== undefined && r.total > o.last) r = await page(r.total - o.last, o.last);
       if (o.json) return json(r);
-      out(table(['seq', 'when', 'actor', 'token', 'action', 'target', 'status', 'detail'], r.items.map((e: Obj) => [e.seq, e.at, e.actor, e.tokenId ?? '', e.action, e.target, e.status, e.detail ?? ''])));
+      out(table(['seq', 'when', 'actor', 'token', 'action', 'target', 'result', 'status', 'detail'], r.items.map((e: Obj) => [e.seq, e.at, e.actor, e.tokenId ?? '', e.action, e.target, e.result, e.status, e.detail ?? ''])));
       if (r.total > r.offset + r.items.length) out(`(${r.total} entries; more with --offset ${r.offset + r.items.length})`);
     });
   api(audit.command('verify').description('check the hash chain; exit code 0 only when it is intact'))

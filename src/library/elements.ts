@@ -88,7 +88,7 @@ export function checkGeometry(g: Geometry): void {
   const m = modelOf(g.model);
   const count = (n: number, min: number, max: number, what: string) => {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new LibraryError('INVALID', `${what} must be a whole number from ${min} to ${max} for a ${g.model}, got ${JSON.stringify(n)}`);
+      throw new LibraryError('INVALID', `${what} must be a whole number from ${min} to ${max} for the ${g.model}, got ${JSON.stringify(n)}`);
     }
   };
   count(g.drives, 1, m.maxDrives, 'drives');

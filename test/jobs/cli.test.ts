@@ -64,7 +64,11 @@ test('vtl verify --wait --json reports a passed restore test; --history lists it
 test('vtl audit lists mutations; vtl audit verify exits 0 only when the chain is intact', async () => {
   const list = JSON.parse((await vtl('audit', '--json', '--action', 'POST /api/v1/cartridges')).out);
   expect(list.items.map((e: AuditEntry) => e.action)).toContain('POST /api/v1/cartridges/:barcode/verify');
-  expect((await vtl('audit', 'list')).out.split('\n')[0]).toMatch(/^seq\s+when\s+actor/);
+  expect((await vtl('audit', 'list')).out.split('\n')[0]).toMatch(/^seq\s+when\s+actor\s+token\s+action\s+target\s+result\s+status/);
+  // --last: the newest entries, oldest first
+  const all = JSON.parse((await vtl('audit', '--json', '--limit', '1000')).out);
+  const last = JSON.parse((await vtl('audit', '--json', '--last', '2')).out);
+  expect(last.items.map((e: AuditEntry) => e.seq)).toEqual(all.items.slice(-2).map((e: AuditEntry) => e.seq));
   const ok = await vtl('audit', 'verify');
   expect(ok).toMatchObject({ code: 0 });
   expect(ok.out).toMatch(/^audit log intact: \d+ entries/);
