@@ -10,6 +10,10 @@
  *   to read; a container with nothing referenced is deleted, one whose live share is below the
  *   threshold is compacted, and the pages that referred to it get their location hints pointed
  *   at the new container in the same synced batch that moves the index entries.
+ * - Every recipe page in the database counts, past its stream's sync point or not: pages a
+ *   writer spilled ahead of its sync point are its own until it syncs them. Those a crash or an
+ *   abort leaves behind are dropped before GC can see them (at the store's open, or by the
+ *   abort: stream/recipes.ts), and the containers they named become candidates again.
  * - A store made before the reverse map existed gets it built by its first GC: one pass over
  *   all recipe pages, resumable, after which every container is examined once.
  * - GC starts at once, even while backups are between filemarks. As it starts, the chunks

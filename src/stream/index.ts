@@ -8,6 +8,10 @@
  * - `sync()` is a sync point: every byte written before it, and the caller's extra LevelDB
  *   operations, become durable together in one atomic LevelDB batch. After a crash (SIGKILL)
  *   a stream reopens at exactly its last synced length; nothing unsynced is visible.
+ * - What lies past a stream's last sync point is garbage, as soon as no writer holds it: recipe
+ *   pages a writer wrote ahead of it (to bound its memory) are dropped by `abort`, and after a
+ *   crash as the data store opens (stream/store.ts), also for streams nothing opens again (a
+ *   blank cartridge's first file that never reached a filemark). Their chunks go to GC.
  * - Opening a writer at an offset below the length truncates the stream there (tape overwrite
  *   semantics); the chunks past it become garbage for GC.
  * - Recipes live in LevelDB in pages keyed by their starting offset, so append, truncate and

@@ -7,8 +7,17 @@
  *   RECIPE_ENTRY bytes each: fingerprint (16), chunk location hint (16: container, frame offset,
  *   frame length, raw length, all u32 BE) and the number of the chunk's bytes used (u32 BE; less
  *   than the raw length only where a truncation cut a chunk).
- * Pages past the synced length may exist after a crash; they are invisible to readers and are
- * deleted when a writer opens the stream.
+ * - `spilled` sublevel: stream id -> 1 while pages a writer spilled ahead of its sync point
+ *   may lie past the synced length (written in the same batch as the first such page, deleted
+ *   in the batch that makes them synced or drops them).
+ *
+ * Pages past the synced length (spilled by a writer that a crash or an abort cut short) are
+ * invisible to readers, but they name chunks, and GC counts every page the reverse map names:
+ * left there they would keep those chunks, and the containers holding them, forever (the
+ * stream of a blank cartridge whose first file never reached a filemark is never opened
+ * again). So they are dead, and dropped: by `abort`, and after a crash by `recover` as the
+ * store opens, which visits only the streams with a `spilled` mark (not every page). Dropping
+ * them goes through `commitPages`, which makes the containers they named GC candidates again.
  */
 import type { Level } from 'level';
 import type { ChunkRef, ChunkStore, CommitBatch, LiveSet, PageChange, RecipePages, StoredChunk } from '../dedup/store.js';
@@ -25,6 +34,8 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 const BATCH_BUFFERS = 3;
 const MAX_FREE_BATCH_BUFFERS = 8;
 const MAX_DISTINCT_TRACKED = 1_000_000;
+/** Pages dropped past a sync point per batch: a crash between batches leaves the rest marked. */
+const DROP_PAGES = 256;
 
 interface StreamMeta {
   length: number;
@@ -60,6 +71,10 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
   private readonly meta;
   readonly pages;
   private readonly counter;
+  /** Streams whose pages may reach past their synced length (see the header). */
+  private readonly spilled;
+  /** `spillMarks`: every stream with such pages has its mark (set once the store was checked). */
+  private readonly state;
   private readonly writers = new Map<StreamId, RecipeWriter>();
   /** Writers' batch buffers, recycled: opening and closing many writers must not leave 8 MiB
    * of shared memory each for the garbage collector (the codec workers hold references too). */
@@ -67,12 +82,72 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
   private readonly metaCache = new Map<StreamId, StreamMeta>();
 
   constructor(
-    db: RootDb,
+    private readonly db: RootDb,
     readonly store: S,
   ) {
     this.meta = db.sublevel<string, StreamMeta>('streams', { valueEncoding: 'json' });
     this.pages = db.sublevel<Buffer, Buffer>('recipes', { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     this.counter = db.sublevel<string, number>('streamcounter', { valueEncoding: 'json' });
+    this.spilled = db.sublevel<string, number>('spilled', { valueEncoding: 'json' });
+    this.state = db.sublevel<string, number>('streamstate', { valueEncoding: 'json' });
+  }
+
+  /**
+   * Crash recovery, before any writer opens (the store's open calls it): drops what lies past
+   * each marked stream's sync point, making the containers it named GC candidates again.
+   * Costs one visit per marked stream; a store from before the marks existed is checked once,
+   * one seek or two per stream. Each step is a batch that leaves the mark until the last one,
+   * so a crash during recovery leaves the rest to the next open. Returns the pages dropped.
+   */
+  async recover(): Promise<number> {
+    if ((await this.state.get('spillMarks')) === undefined) {
+      let marks: string[] = [];
+      const flush = async (): Promise<void> => {
+        if (marks.length > 0) await this.spilled.batch(marks.map((key) => ({ type: 'put' as const, key, value: 1 })));
+        marks = [];
+      };
+      for await (const [id, meta] of this.meta.iterator()) {
+        if (await this.reachesPast(id, meta.length)) marks.push(id);
+        if (marks.length >= 256) await flush();
+      }
+      await flush();
+      await this.store.commit((b) => b.put('spillMarks', 1, { sublevel: this.state }));
+    }
+    let dropped = 0;
+    for await (const id of this.spilled.keys()) dropped += await this.dropUnsynced(id);
+    return dropped;
+  }
+
+  /**
+   * Whether the stream has recipe entries past `length`: a page starting there or later, or
+   * one that starts before it and reaches past it (a spill extends the page it continues).
+   */
+  private async reachesPast(id: StreamId, length: number): Promise<boolean> {
+    for await (const _ of this.pages.keys({ gte: pageKey(id, length), lte: pageKey(id, Number.MAX_SAFE_INTEGER), limit: 1 })) return true;
+    const holder = length > 0 ? await this.pageAt(id, length - 1) : undefined;
+    return holder !== undefined && holder.start + pageBytes(holder.page) > length;
+  }
+
+  /**
+   * Drops a stream's pages past its synced length (as stored, not as a writer sees it: never
+   * while one is open on it), in unsynced batches of DROP_PAGES pages; the last batch, synced
+   * (so the earlier ones are durable too: the LevelDB log is written in order), cuts the page
+   * holding the synced end back to it and deletes the `spilled` mark. Returns the pages dropped.
+   */
+  async dropUnsynced(id: StreamId): Promise<number> {
+    const meta = await this.getMeta(id, false);
+    const from = meta?.length ?? 0;
+    let dropped = 0;
+    for (;;) {
+      const del: PageChange['del'] = [];
+      for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, from), lte: pageKey(id, Number.MAX_SAFE_INTEGER), limit: DROP_PAGES })) del.push({ key, hints: pageHints(page) });
+      if (del.length === 0) break;
+      await this.commitPages({ del }, undefined, false);
+      dropped += del.length;
+    }
+    if (meta) await this.truncate(id, from);
+    else await this.store.commit((b) => b.del(id, { sublevel: this.spilled })); // no stream: nothing else to cut
+    return dropped;
   }
 
   /**
@@ -185,6 +260,8 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     const next: StreamMeta = { ...meta, length };
     await this.commitPages({ put, del }, (b) => {
       b.put(id, next, { sublevel: this.meta });
+      // Nothing lies past the new length any more.
+      b.del(id, { sublevel: this.spilled });
       extra?.(b);
     });
     this.metaCache.set(id, next);
@@ -197,6 +274,7 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     for await (const [key, page] of this.pages.iterator({ gte: pageKey(id, 0), lte: pageKey(id, Number.MAX_SAFE_INTEGER) })) del.push({ key, hints: pageHints(page) });
     await this.commitPages({ del }, (b) => {
       b.del(id, { sublevel: this.meta });
+      b.del(id, { sublevel: this.spilled });
       extra?.(b);
     });
     this.metaCache.delete(id);
@@ -253,32 +331,49 @@ export class RecipeStreams<S extends ChunkSource = ChunkStore> implements Stream
     return this.metaCache.get(id)?.length ?? 0;
   }
 
-  /** @internal Commits a writer's sync point: pages, metadata and the caller's operations. */
-  async commitWriter(id: StreamId, pages: Array<[number, Buffer]>, meta: StreamMeta, extra?: (batch: SyncBatch) => void): Promise<void> {
+  /**
+   * @internal Commits a writer's sync point: pages, metadata and the caller's operations.
+   * `caughtUp`: no spill of the writer is on its way, so after this batch no page lies past
+   * the synced length and the stream's `spilled` mark goes with it.
+   */
+  async commitWriter(id: StreamId, pages: Array<[number, Buffer]>, meta: StreamMeta, extra?: (batch: SyncBatch) => void, caughtUp = false): Promise<void> {
     // A writer's pages only ever extend what is stored under their keys: nothing is dropped.
     const put = pages.map(([start, page]) => ({ key: pageKey(id, start), page }));
     await this.commitPages({ put }, (b) => {
       b.put(id, meta, { sublevel: this.meta });
+      if (caughtUp) b.del(id, { sublevel: this.spilled });
       extra?.(b);
     });
     this.metaCache.set(id, meta);
   }
 
-  /** @internal Writes full pages early (unsynced) so memory stays bounded on long writes. */
+  /**
+   * @internal Writes full pages early (unsynced) so memory stays bounded on long writes, with
+   * the stream's `spilled` mark in the same batch: no such page is ever stored without it.
+   */
   async spillPages(id: StreamId, pages: Array<[number, Buffer]>): Promise<void> {
-    await this.commitPages({ put: pages.map(([start, page]) => ({ key: pageKey(id, start), page })) }, undefined, false);
+    const put = pages.map(([start, page]) => ({ key: pageKey(id, start), page }));
+    if (this.store.commitPages) {
+      await this.store.commitPages(this.pageAccess, { put }, (b) => b.put(id, 1, { sublevel: this.spilled }), false);
+      return;
+    }
+    await this.db.batch([
+      ...put.map((p) => ({ type: 'put' as const, key: p.key, value: p.page, sublevel: this.pages })),
+      { type: 'put' as const, key: id, value: 1, sublevel: this.spilled },
+    ]);
   }
 
-  /** Page writes and deletes with their reverse-map entries (when the chunk source keeps one). */
+  /**
+   * Page writes and deletes with their reverse-map entries (when the chunk source keeps one).
+   * Unsynced (`sync` false) only where what a lost batch leaves is cleaned up again anyway.
+   */
   private commitPages(change: PageChange, extra?: (batch: CommitBatch) => void, sync = true): Promise<void> {
     if (this.store.commitPages) return this.store.commitPages(this.pageAccess, change, extra, sync);
-    const stage = (b: CommitBatch): void => {
+    return this.store.commit((b) => {
       for (const d of change.del ?? []) b.del(d.key, { sublevel: this.pages });
       for (const p of change.put ?? []) b.put(p.key, p.page, { sublevel: this.pages });
       extra?.(b);
-    };
-    if (sync) return this.store.commit(stage);
-    return this.pages.batch((change.put ?? []).map((p) => ({ type: 'put' as const, key: p.key, value: p.page })));
+    });
   }
 
   private pageAccessCache: RecipePages | undefined;
@@ -412,6 +507,8 @@ class RecipeWriter implements StreamWriter {
   private readonly writing = new Set<Array<[number, Buffer]>>();
   private failed: Error | undefined;
   private released = false;
+  /** Spills since the last sync point began: pages past it may be in the database. */
+  private spills = 0;
 
   constructor(
     private readonly streams: RecipeStreams<ChunkSource>,
@@ -513,7 +610,10 @@ class RecipeWriter implements StreamWriter {
         if (now.status === 'rejected') throw now.reason;
         this.handedOut.delete(now.value.fingerprints);
         this.addEntries(now.value.fingerprints, now.value.refs);
-        if (this.done.length >= 16) await this.writePages(this.done.splice(0), (pages) => this.streams.spillPages(this.id, pages));
+        if (this.done.length >= 16) {
+          this.spills++;
+          await this.writePages(this.done.splice(0), (pages) => this.streams.spillPages(this.id, pages));
+        }
       });
       // Errors surface at a later write or the sync; keep them from being reported as unhandled.
       this.inflight.catch(() => undefined);
@@ -578,7 +678,12 @@ class RecipeWriter implements StreamWriter {
       const meta = { ...(await this.streams.getMeta(this.id))!, length: this.pos };
       const pages = this.done.splice(0);
       if (this.pageFill > 0) pages.push([this.pageStart, Buffer.from(this.page.subarray(0, this.pageFill))]);
-      await this.writePages(pages, (p) => this.streams.commitWriter(this.id, p, meta, extra));
+      // Every spill so far is in the database (drained) and none is on its way: after this
+      // batch nothing lies past the sync point, and the `spilled` mark can go with it.
+      const spills = this.spills;
+      const caughtUp = this.writing.size === 0;
+      await this.writePages(pages, (p) => this.streams.commitWriter(this.id, p, meta, extra, caughtUp && spills > 0));
+      if (caughtUp) this.spills -= spills;
       this.syncedLength = this.pos;
     });
   }
@@ -598,8 +703,14 @@ class RecipeWriter implements StreamWriter {
     this.release();
   }
 
+  /**
+   * Pages spilled since the last sync point are dropped before the stream is released (no other
+   * writer can have spilled there yet); if that fails, the `spilled` mark stays and the next
+   * open of the store drops them. Left there, they would keep their chunks live for GC.
+   */
   async abort(): Promise<void> {
     await this.inflight?.catch(() => undefined);
+    if (this.spills > 0 && !this.released) await this.streams.dropUnsynced(this.id).catch(() => undefined);
     this.release();
   }
 

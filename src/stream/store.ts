@@ -1,7 +1,8 @@
 /**
  * Opens a data directory: the LevelDB (`index/`), the chunk store (`containers/`, `keys/`) and
- * the streams over them. Upper layers keep their own sublevels in the same LevelDB so that
- * their state commits atomically with stream sync points.
+ * the streams over them, each recovered from a crash (containers sealed, recipe pages past a
+ * stream's sync point dropped) before the store is handed out. Upper layers keep their own
+ * sublevels in the same LevelDB so that their state commits atomically with stream sync points.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -47,6 +48,15 @@ export async function openDataStore(dir: string, opts: { native?: boolean } = {}
     throw err;
   }
   const streams = new RecipeStreams(db, chunks);
+  try {
+    // Crash recovery of the streams: recipe pages past a sync point are dropped before anything
+    // can open a writer (or GC count them as references).
+    await streams.recover();
+  } catch (err) {
+    await chunks.close().catch(() => undefined);
+    await db.close();
+    throw explainStorageError(err as Error, dir);
+  }
   return {
     dir,
     db,
