@@ -264,7 +264,12 @@ export class Libraries {
   }
 
   async getCartridge(barcode: string): Promise<Cartridge> {
-    const rec = await this.cartridge(barcode);
+    return this.describe(await this.cartridge(barcode));
+  }
+
+  /** A cartridge's full view from its record (its tape's state and where it is). */
+  private async describe(rec: CartridgeRecord): Promise<Cartridge> {
+    const barcode = rec.barcode;
     const info = await this.tapes.info(barcode);
     return {
       barcode,
@@ -281,10 +286,25 @@ export class Libraries {
     };
   }
 
-  async listCartridges(filter: { library?: string } = {}): Promise<Cartridge[]> {
+  /** Cartridges in barcode order; `barcode` picks by barcode before anything else is read. */
+  async listCartridges(filter: { library?: string; barcode?: (barcode: string) => boolean } = {}): Promise<Cartridge[]> {
     const out: Cartridge[] = [];
+    for (const rec of await this.cartridgeRecords(filter)) out.push(await this.describe(rec));
+    return out;
+  }
+
+  /**
+   * The barcodes that pass `filter`, in barcode order, from the cartridge records alone (one
+   * key-ordered scan, no tape read): a page of a big list then reads only its own cartridges.
+   */
+  async listBarcodes(filter: { library?: string; barcode?: (barcode: string) => boolean } = {}): Promise<string[]> {
+    return (await this.cartridgeRecords(filter)).map((r) => r.barcode);
+  }
+
+  private async cartridgeRecords(filter: { library?: string; barcode?: (barcode: string) => boolean }): Promise<CartridgeRecord[]> {
+    const out: CartridgeRecord[] = [];
     for await (const rec of this.carts.values()) {
-      if (filter.library === undefined || rec.library === filter.library) out.push(await this.getCartridge(rec.barcode));
+      if ((filter.library === undefined || rec.library === filter.library) && (filter.barcode === undefined || filter.barcode(rec.barcode))) out.push(rec);
     }
     return out;
   }

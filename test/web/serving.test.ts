@@ -76,6 +76,11 @@ describe('cartridge list: q, sort and order', () => {
     expect(barcodes(await call(t, 'GET', '/api/v1/cartridges?q=0001'))).toEqual(['AA0001L8', 'VT0001L7']);
     expect(barcodes(await call(t, 'GET', '/api/v1/cartridges?q=t0004l'))).toEqual(['VT0004L7']);
     expect((await call(t, 'GET', '/api/v1/cartridges?q=nothing')).body).toMatchObject({ items: [], total: 0 });
+    // a page of the filtered list, with the filtered total
+    const page = await call(t, 'GET', '/api/v1/cartridges?q=0001&offset=1&limit=1');
+    expect(barcodes(page)).toEqual(['VT0001L7']);
+    expect(page.body).toMatchObject({ total: 2, offset: 1, limit: 1 });
+    expect(barcodes(await call(t, 'GET', '/api/v1/cartridges?q=0001&order=desc'))).toEqual(['VT0001L7', 'AA0001L8']);
     const bad = await call(t, 'GET', '/api/v1/cartridges?q=a%20b');
     expect(bad.status).toBe(400);
     expect(bad.body.error).toBe('INVALID');
