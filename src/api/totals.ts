@@ -1,7 +1,8 @@
 /**
  * Store-wide totals: logical bytes of every cartridge against the chunk store's unique and
  * stored bytes, and the ratios between them. One definition for GET /stats and the capacity
- * history, so the chart and the cards can never disagree. Walks every cartridge (O(media)).
+ * history, so the chart and the cards can never disagree. Scans every cartridge's end of data
+ * (O(media), in key order: tapes.totals).
  */
 import type { Libraries } from '../library/index.js';
 import type { DataStore } from '../stream/store.js';
@@ -27,12 +28,7 @@ export interface StoreTotals {
 
 export async function storeTotals(deps: { libraries: Libraries; store: DataStore }): Promise<StoreTotals> {
   const s = deps.store.chunks.getStats();
-  let logical = 0;
-  let cartridges = 0;
-  for await (const id of deps.libraries.tapes.list()) {
-    logical += (await deps.libraries.tapes.info(id)).logicalBytes;
-    cartridges++;
-  }
+  const { media: cartridges, logicalBytes: logical } = await deps.libraries.tapes.totals();
   const ratio = (a: number, b: number) => (b > 0 ? a / b : null);
   return {
     libraries: (await deps.libraries.listLibraries()).length,

@@ -293,6 +293,24 @@ export class TapeStore {
   async *list(): AsyncGenerator<string> {
     for await (const id of this.media.keys()) yield id;
   }
+
+  /**
+   * How many media there are and their logical bytes together, loaded ones as they stand: two
+   * key-ordered scans, not a configuration and end-of-data read per medium (store-wide totals
+   * for /stats, /metrics and the history sampler, on stores of tens of thousands of media).
+   */
+  async totals(): Promise<{ media: number; logicalBytes: number }> {
+    let media = 0;
+    for await (const _ of this.media.keys()) media++;
+    let logicalBytes = 0;
+    const seen = new Set<string>();
+    for await (const [id, geo] of this.geos.iterator()) {
+      logicalBytes += this.loaded.get(id)?.eod.eodByte ?? geo.eodByte;
+      seen.add(id);
+    }
+    for (const [id, m] of this.loaded) if (!seen.has(id)) logicalBytes += m.eod.eodByte;
+    return { media, logicalBytes };
+  }
 }
 
 function checkDate(d: string | null): string | null {

@@ -152,8 +152,7 @@ function opsMetrics(ctx: ApiContext, ops: Ops): void {
     help: 'Logical bytes of all cartridges per unique byte',
     registers,
     async collect() {
-      let logical = 0;
-      for await (const id of ctx.libraries.tapes.list()) logical += (await ctx.libraries.tapes.info(id)).logicalBytes;
+      const logical = (await ctx.libraries.tapes.totals()).logicalBytes;
       const u = store.getStats().uniqueBytes;
       this.set(u > 0 ? logical / u : 0);
     },
