@@ -241,12 +241,23 @@ async function shutdown(app: FastifyInstance, rmt: RmtServer | undefined, audit:
   } finally {
     clearTimeout(timer);
   }
-  await rmt?.close();
-  await audit.settled(); // the entries of the rmt sessions just closed
-  await repl.replicator.close(); // a running job stays queued for the next start
-  await libraries.close(); // unloads every medium: sync points
-  await repl.dr.close();
-  await store.close();
+  // Every step runs even when one before failed (a full disk fails the sync points): the store
+  // must still be closed, or its lock stays held; the first failure is reported.
+  let failed: unknown;
+  const step = async (fn: () => Promise<unknown> | undefined) => {
+    try {
+      await fn();
+    } catch (err) {
+      failed ??= err;
+    }
+  };
+  await step(() => rmt?.close());
+  await step(() => audit.settled()); // the entries of the rmt sessions just closed
+  await step(() => repl.replicator.close()); // a running job stays queued for the next start
+  await step(() => libraries.close()); // unloads every medium: sync points
+  await step(() => repl.dr.close());
+  await step(() => store.close());
+  if (failed !== undefined) throw failed;
 }
 
 /** The rmt server's bytes in /metrics (it lives below the API, which cannot import it). */

@@ -124,6 +124,7 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody; in
     return { status, body: { error: err.code, message: err.message }, internal: false };
   }
   if (isDamage(err)) return toErrorBody(damageError(err));
+  if (isDiskFull(err)) return { status: 507, body: { error: 'STORE_FULL', message: diskFullMessage(err as Error) }, internal: false };
   const tier = tierErrorIn(err);
   const mapped = tier && tierError(tier);
   if (mapped) return { ...mapped, internal: false };
@@ -158,4 +159,23 @@ function validationMessage(e: { validation?: unknown; message?: string }): strin
   const meaning = first?.keyword === 'pattern' ? PATTERN_MEANING[first.params?.pattern ?? ''] : undefined;
   const msg = e.message ?? 'invalid request';
   return meaning ? msg.replace(/must match pattern "[^"]*"/, `must be ${meaning}`) : msg;
+}
+
+/**
+ * The store's disk is full: an ENOSPC anywhere in the cause chain, or LevelDB's own words for it
+ * (its errors carry no code). Not the client's fault and not an internal error: 507.
+ */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; depth++) {
+    const x = e as { code?: unknown; message?: unknown; cause?: unknown };
+    if (x.code === 'ENOSPC' || (typeof x.message === 'string' && /no space left on device/i.test(x.message))) return true;
+    e = x.cause;
+  }
+  return false;
+}
+
+function diskFullMessage(err: Error): string {
+  if (/^disk full:/.test(err.message)) return err.message;
+  // LevelDB refuses every write after a failed one until it is opened again.
+  return `disk full: the device holding the vtl store has no space left (${err.message}). Free space (vtl gc reclaims erased cartridges) or grow the file system; if writes still fail then, restart the server`;
 }

@@ -63,8 +63,11 @@ export async function openDataStore(dir: string, opts: { native?: boolean } = {}
     chunks,
     streams,
     async close() {
-      await chunks.close();
-      await db.close();
+      try {
+        await chunks.close();
+      } finally {
+        await db.close(); // also after a failed flush (a full disk): the lock must go
+      }
     },
   };
 }

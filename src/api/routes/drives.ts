@@ -22,7 +22,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Drive } from '../../library/index.js';
 import { MAX_RECORD, type Medium, type SpaceKind, type TapePosition, type TapeResult } from '../../tape/index.js';
 import type { ApiContext } from '../app.js';
-import { ApiError, checkTape, damageError, isDamage, senseError } from '../errors.js';
+import { ApiError, checkTape, damageError, isDamage, isDiskFull, senseError } from '../errors.js';
 import { errors, libName, positionSchema, tapeOpSchema } from '../schemas.js';
 
 const driveParams = { type: 'object', required: ['lib', 'n'], properties: { lib: libName, n: { type: 'integer', minimum: 0 } } } as const;
@@ -135,8 +135,11 @@ async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystri
     let bytes = 0;
     let records = 0;
     let ew = false;
+    let stored = true;
     const writeRecord = async (rec: Buffer) => {
+      stored = false;
       const r = checkTape(await m.write(rec), 'writing a record');
+      stored = true;
       ew ||= r.earlyWarning;
       bytes += rec.length;
       records++;
@@ -160,14 +163,19 @@ async function putFile(ctx: ApiContext, req: FastifyRequest<DriveP & { Querystri
       }
       if (!req.raw.complete) throw new ApiError(400, 'INCOMPLETE', 'the upload ended before its declared length');
       if (fill > 0) await writeRecord(rec.subarray(0, fill));
+      stored = false;
       checkTape(await m.writeFilemarks(1), 'writing the filemark');
+      stored = true;
     } catch (err) {
-      const partial = await rollBack(m, start.lba);
+      const partial = await rollBack(m, start.lba).catch((e: Error) => `the partial file could not be rolled back now (${e.message})`);
+      // The store failed (a full disk): the server's trouble, whatever became of the request.
+      if (!stored && !(err instanceof ApiError)) throw new ApiError(isDiskFull(err) ? 507 : 500, isDiskFull(err) ? 'STORE_FULL' : 'STORE_FAILED', `writing the tape file failed after ${bytes} bytes: ${(err as Error).message}; ${partial}`);
       if (err instanceof ApiError && err.code === 'END_OF_MEDIUM') {
         throw new ApiError(507, err.code, `the tape file does not fit on ${m.id}: it ran out of room after ${bytes} bytes, and ${partial}; write it to another cartridge (or with a larger capacity)`);
       }
       if (err instanceof ApiError) throw err;
-      if (req.raw.destroyed || (err as Error).message === 'aborted') {
+      // A body received whole was not broken off, whatever state the socket is in now.
+      if (!req.raw.complete && (req.raw.destroyed || (err as Error).message === 'aborted')) {
         throw new ApiError(400, 'ABORTED', `the upload broke off after ${bytes} bytes; ${partial}`);
       }
       throw err;

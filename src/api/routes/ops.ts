@@ -386,10 +386,16 @@ export function auditHook(app: FastifyInstance, audit: AuditLog): void {
   app.addHook('onSend', async (req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     if (!MUTATIONS.has(req.method) || !req.token) return payload;
     const status = reply.statusCode;
-    await audit.append(
-      { ...who(req), status, result: status < 400 ? 'ok' : 'error', detail: status < 400 ? (req.auditDetail ?? null) : errorCode(payload) },
-      req.auditStarted,
-    );
+    try {
+      await audit.append(
+        { ...who(req), status, result: status < 400 ? 'ok' : 'error', detail: status < 400 ? (req.auditDetail ?? null) : errorCode(payload) },
+        req.auditStarted,
+      );
+    } catch (err) {
+      // The answer stands (a full disk must not turn it into another error). The note `begin`
+      // made is still there: the next start logs this request as interrupted, so it is not lost.
+      console.error(`vtl: audit log append failed (${req.method} ${req.url.split('?')[0]}, answered ${status}): ${(err as Error).message}; the next start logs it from its note`);
+    }
     return payload;
   });
 }
