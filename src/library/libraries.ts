@@ -505,10 +505,15 @@ export class Libraries {
     });
   }
 
-  /** Unloads every medium (sync points); for shutdown. */
+  /**
+   * Unloads every medium (sync points); for shutdown. A drive whose session is still open here
+   * was not finished by its client (an upload the end of the grace period cut off): what it
+   * wrote after the last sync point is dropped first, as a crash would, not synced by the unload.
+   */
   close(): Promise<void> {
     return this.locked(async () => {
       for (const s of this.drives.values()) {
+        if (s.medium && s.open) await s.medium.discardUnsynced();
         if (s.medium) await s.medium.unload();
         s.medium = null;
         s.open = false;

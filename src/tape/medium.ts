@@ -248,6 +248,21 @@ export class Medium {
     return this.op(() => this.position());
   }
 
+  /**
+   * Drops what was written since the last sync point, as a crash would, instead of syncing it:
+   * for a writer whose client never finished (a server stop). The medium stays loaded at the
+   * end of data of its last sync point. Resolves to the objects (records, or blocks in fixed
+   * mode; filemarks are always synced) and bytes dropped; nothing when nothing was unsynced.
+   */
+  discardUnsynced(): Promise<{ objects: number; bytes: number }> {
+    return this.op(async () => {
+      if (!this.loaded || !this.writer) return { objects: 0, bytes: 0 };
+      const was = { ...this.geo };
+      await this.reset();
+      return { objects: was.eodLba - this.geo.eodLba, bytes: was.eodByte - this.geo.eodByte };
+    });
+  }
+
   /** End of data as last synced or written (no I/O). */
   get eod(): Readonly<Geometry> {
     return { ...this.geo };

@@ -8,7 +8,10 @@
  *   returns 0 bytes.
  * - After writing, close writes the device's filemarks (one; two on AIX rewinding devices), and
  *   rewind, offline, seek and backward spacing write one first, as st does. Every filemark and
- *   the close are sync points, answered only after the data is durable.
+ *   the close are sync points, answered only after the data is durable. A device the server
+ *   ends without the client's close (`abandon`: the server stops) writes no filemark: what was
+ *   written after the cartridge's last sync point is rolled back, as after a crash, so a file
+ *   the client never finished cannot pass for a complete one.
  * - Streaming, as st's buffered mode: while a client writes records one after another (far from
  *   the end of the medium), a write is answered once its record is accepted and is stored while
  *   the next one travels; an error of that store is reported by the next command (a deferred
@@ -67,6 +70,17 @@ export const MAX_UNDO = 256;
 export type ChangeKind = 'write' | 'erase';
 /** Awaited once per open, before its first change reaches the medium; must not reject. */
 export type BeforeChange = (kind: ChangeKind) => Promise<void>;
+
+/**
+ * What `abandon` rolled back: the records (blocks, in fixed-block mode) and bytes written after
+ * the cartridge's last sync point, and what the cartridge ends with now: a filemark, nothing
+ * (blank), or its last tape file unterminated (synced by a flush, never closed by a filemark).
+ */
+export interface RolledBack {
+  records: number;
+  bytes: number;
+  endsAt: 'filemark' | 'beginning' | 'unterminated';
+}
 
 /** What a read changes besides the position: restored when it is taken back. */
 interface ReadState {
@@ -566,6 +580,32 @@ export class TapeDevice {
     this.journal.length = 0;
     if (!Number.isSafeInteger(offset) || whence < 0 || whence > 2) throw new RmtError('EINVAL', 'bad lseek offset or whence');
     return 0;
+  }
+
+  /**
+   * Ends the device without the client's close, as a crash would end it (the server stops):
+   * the record in flight finishes, then what was written since the cartridge's last sync point
+   * is dropped rather than closed with filemarks (the client never closed its file, and was
+   * never told those records were durable). The drive's session ends as a close ends it
+   * (rewind for rewinding devices), the cartridge stays loaded at the end of data of that sync
+   * point. Says what was dropped; nothing when the device had nothing unsynced.
+   */
+  async abandon(): Promise<RolledBack> {
+    const none: RolledBack = { records: 0, bytes: 0, endsAt: 'filemark' };
+    if (this.closed) return none;
+    this.closed = true;
+    try {
+      // A deferred error of the record in flight no longer matters: it is rolled back with the rest.
+      await this.settle().catch(() => undefined);
+      if (!this.medium.isLoaded) return none;
+      const dropped = await this.medium.discardUnsynced();
+      const g = this.medium.eod;
+      const endsAt = g.eodLba === 0 ? 'beginning' : g.eodLba === g.tailLba ? 'filemark' : 'unterminated';
+      return { records: dropped.objects, bytes: dropped.bytes, endsAt };
+    } finally {
+      this.writing = false;
+      await this.drive.close({ rewind: this.name.rewindOnClose });
+    }
   }
 
   /** Closes the device: filemarks after writing, rewind for rewinding devices; a sync point. */

@@ -20,6 +20,11 @@
  *   close carries the note's id and settles it, also when the server stops gracefully; a note
  *   a crash leaves becomes an `interrupted` entry at the next start naming the cartridge and
  *   what was rolled back. A note that cannot be made is reported; the session goes on.
+ * - A graceful server stop ends a device the client has not closed as a crash does: records
+ *   written after the cartridge's last sync point (those a bridge acknowledged ahead included)
+ *   are rolled back, no filemark is written, and the session's change is an error saying what
+ *   was rolled back; a session with nothing unsynced (idle after a filemark) loses nothing and
+ *   its change is ok, and a device open for reading is simply closed.
  * - Bad input gets an E reply or a closed connection, never unbounded memory: every announced
  *   length is checked (records at most 2 MiB) before anything is allocated or read.
  * - `vtl rmt` (bridge.ts) pipelines for its client, through a vtl extension of the protocol that

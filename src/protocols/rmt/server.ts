@@ -1,8 +1,11 @@
 /**
  * The rmt server: one session per TCP connection (127.0.0.1:7421 by default), and per
  * connection to its local socket (listenLocal). Closing the server stops every session after
- * its current command and closes its device, so everything clients wrote reaches a sync point
- * and each session's change (with its note's id) is reported before `close` resolves.
+ * its current command and ends its device as a crash would, not as a client's close: a device
+ * open for writing keeps what reached a sync point and rolls back the records written after it
+ * (no filemark makes the unfinished file look complete); every device is left free with its
+ * cartridge loaded, and each session's change (with its note's id, saying what was rolled
+ * back) is reported before `close` resolves.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';

@@ -20,7 +20,7 @@
 import type { Socket } from 'node:net';
 import type { Libraries } from '../../library/index.js';
 import { recycleBuffer, takeBuffer } from '../../tape/index.js';
-import { MAX_TRANSFER, TapeDevice, WriteProtectedOpen, type ChangeKind } from './device.js';
+import { MAX_TRANSFER, TapeDevice, WriteProtectedOpen, type ChangeKind, type RolledBack } from './device.js';
 import { Input, ProtocolError } from './input.js';
 import { RmtError, parseDevice, parseOpenFlags } from './names.js';
 
@@ -126,8 +126,12 @@ export class RmtSession {
   }
 
   /**
-   * Stops reading; the command in progress finishes and the device is closed (a sync point).
-   * A client that does not read its replies is cut off after `graceMs` so the close can run.
+   * Stops reading; the command in progress finishes, then the device is ended as a crash would
+   * end it, not as the client's close: a device open for writing rolls back what was written
+   * after the cartridge's last sync point (the client never closed its file, and was never
+   * told those records were durable) and writes no filemark; one open for reading is closed.
+   * The change reported says what was rolled back. A client that does not read its replies is
+   * cut off after `graceMs` so this can run.
    */
   async stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
@@ -152,7 +156,8 @@ export class RmtSession {
       // An internal failure outside any command: answer what we can, then hang up.
       this.send(`E5\n${clean((err as Error).message)}\n`);
     } finally {
-      await this.closeDevice().catch(() => undefined);
+      // A client's end of input is its close; a server stop is not (see stop).
+      await this.closeDevice(this.stopping).catch(() => undefined);
       if (!this.socket.destroyed) this.socket.end();
     }
   }
@@ -391,18 +396,26 @@ export class RmtSession {
     if (id !== undefined) this.note = { id, kind };
   }
 
-  private async closeDevice(): Promise<void> {
+  /**
+   * Closes the open device and reports its change. `stopped`: the server stops, the client did
+   * not close it; a device open for writing is abandoned (rolled back to its last sync point).
+   */
+  private async closeDevice(stopped = false): Promise<void> {
     const dev = this.device;
     const note = this.note;
+    // Records the last `w` reply let the bridge acknowledge ahead may never have arrived.
+    const ahead = this.credit > 0;
     this.device = this.note = undefined;
     if (!dev) return;
+    let rolledBack: RolledBack | undefined;
     try {
-      await dev.close();
+      if (stopped && dev.writable) rolledBack = await dev.abandon();
+      else await dev.close();
     } catch (err) {
       await this.tell(this.report(dev, note, err as Error));
       throw err;
     }
-    await this.tell(this.report(dev, note));
+    await this.tell(this.report(dev, note, undefined, rolledBack && { ...rolledBack, ahead }));
   }
 
   /** Hands changes to `onChange` and waits for them (its failures are its own to report). */
@@ -416,8 +429,10 @@ export class RmtSession {
    * What the device session wrote or erased, and what it was refused (nothing when neither).
    * The first change of the note's action settles the note; if the noted change reached
    * nothing (it failed), a failed change of that action is reported so the note is settled.
+   * A stop that rolled records back fails the write change and says what is gone, as the
+   * interrupted entry of a crash would.
    */
-  private report(dev: TapeDevice, note: Note | undefined, failure?: Error): RmtChange[] {
+  private report(dev: TapeDevice, note: Note | undefined, failure?: Error, stopped?: RolledBack & { ahead: boolean }): RmtChange[] {
     const c = dev.changes;
     const base = { barcode: dev.barcode, peer: this.peer, ok: true };
     const done: RmtChange[] = [];
@@ -428,6 +443,8 @@ export class RmtSession {
     // A failed close (its filemarks) is told with the last change, the one it ended.
     const last = done[done.length - 1];
     if (failure && last) Object.assign(last, { ok: false, detail: `${last.detail}; close failed: ${failure.message}` });
+    const write = done.find((d) => d.action === 'rmt write');
+    if (stopped && stopped.records > 0 && write) Object.assign(write, { ok: false, detail: `${write.detail}; ${rolledBackDetail(stopped)}` });
     for (const [kind, r] of dev.refusals) {
       done.push({ ...base, action: `rmt ${kind}`, ok: false, detail: `${this.deviceName}: refused ${count(r.times, 'time')}: ${r.reason}` });
     }
@@ -476,6 +493,19 @@ export class RmtSession {
       this.socket.on('close', done);
     });
   }
+}
+
+/**
+ * What a graceful server stop rolled back, in the words of the interrupted entry a crash leaves
+ * (ifInterrupted): the client never closed its file, so the records after the cartridge's last
+ * sync point were never acknowledged as durable.
+ */
+function rolledBackDetail(r: RolledBack & { ahead: boolean }): string {
+  const after = r.endsAt === 'unterminated' ? 'the last sync point' : r.endsAt === 'beginning' ? 'the beginning of the cartridge' : 'the last filemark';
+  const ends =
+    r.endsAt === 'unterminated' ? 'the cartridge ends at its last sync point, its last tape file without a filemark' : r.endsAt === 'beginning' ? 'the cartridge is blank again' : 'the cartridge ends at its last filemark';
+  const bridge = r.ahead ? ', as were any records its vtl rmt bridge had acknowledged ahead of the tape that had not arrived' : '';
+  return `the server stopped before the client closed the file: ${count(r.records, 'record')} (${r.bytes} bytes) after ${after} ${r.records === 1 ? 'was' : 'were'} rolled back (not acknowledged as durable)${bridge}; ${ends}`;
 }
 
 /** What a server stop mid-session leaves on the cartridge (the audit log's interrupted entry). */

@@ -1,9 +1,10 @@
 /**
  * rmt sessions in the audit log across a crash. A session writing to a cartridge when the
  * server is killed (-9) is in the log at the next start, as `interrupted`, with the rmt actor
- * and the cartridge; sessions that closed, or that a graceful stop closed, have exactly one
- * entry each and leave no note behind (a leftover note would turn up as `interrupted` at the
- * next start). The hash chain stays intact throughout. A real server child, a raw rmt client.
+ * and the cartridge; sessions that closed, or that a graceful stop ended (rolling back what
+ * they wrote after their last filemark, see stop-rollback.test.ts), have exactly one entry each
+ * and leave no note behind (a leftover note would turn up as `interrupted` at the next start).
+ * The hash chain stays intact throughout. A real server child, a raw rmt client.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -20,6 +21,7 @@ const CLEAN = 'VT0001L7';
 const CUT = 'VT0002L7';
 const REC = 65536;
 const MTWEOF = 5;
+const MTEOM = 12;
 const EACCES = 13;
 
 interface Server {
@@ -135,16 +137,28 @@ it('an rmt session writing when the server is killed is logged as interrupted at
   expect(clean).toEqual([1, 2].map(() => expect.objectContaining({ action: 'rmt write', actor: actorOf(a), result: 'ok', detail: '/lib1/nst0: 2 records (131072 bytes), 1 filemark' })));
   await expectIntact(s);
 
-  // A graceful stop closes a session that was still writing: its note is settled by its entry
-  // (not left to become interrupted), and the earlier interrupted entry is not logged again.
+  // A graceful stop ends a session that was still writing as the crash did (its record after
+  // the last filemark is rolled back, no filemark is written), but says so itself: its note is
+  // settled by its entry (not left to become interrupted), an error naming what was rolled
+  // back, and the earlier interrupted entry is not logged again.
   const c = await client(s);
   ok(await c.open('/lib1/nst0'));
+  ok(await c.ioctl(MTEOM, 1)); // append (after a start the drive is at BOT: a write there would cut everything off)
   await writeRecords(c, 300, 1);
   await stop(s, 'SIGTERM');
   s = await start(data);
   const after = await auditLog(s);
   expect(after.filter((e) => e.result === 'interrupted')).toHaveLength(1);
-  expect(after.filter((e) => e.target === CLEAN).slice(2)).toEqual([expect.objectContaining({ action: 'rmt write', actor: actorOf(c), result: 'ok', detail: '/lib1/nst0: 1 record (65536 bytes), 1 filemark' })]);
+  expect(after.filter((e) => e.target === CLEAN).slice(2)).toEqual([
+    expect.objectContaining({
+      action: 'rmt write',
+      actor: actorOf(c),
+      result: 'error',
+      detail:
+        '/lib1/nst0: 1 record (65536 bytes), 0 filemarks; the server stopped before the client closed the file: 1 record (65536 bytes) after the last filemark was rolled back (not acknowledged as durable); the cartridge ends at its last filemark',
+    }),
+  ]);
+  expect((await okCall(s, 'GET', `/api/v1/cartridges/${CLEAN}`)).logicalBytes).toBe(4 * REC);
   expect(after).toHaveLength(log.length + 1);
   await expectIntact(s);
   await stop(s, 'SIGTERM');
