@@ -170,6 +170,12 @@ export class TapeDevice {
   private pendingBytes = 0;
   /** What this session changed on the cartridge (the audit log's entry at close). */
   readonly changes = { records: 0, bytes: 0, filemarks: 0, erased: false };
+  /**
+   * Writes the store failed (an I/O error, a full disk; not a cartridge's refusal): the first
+   * reason and how often. The medium went back to its last sync point each time, so the
+   * audit entry must not pass for a good one.
+   */
+  readonly failures = { times: 0, reason: '' };
   /** Writes and erases the cartridge refused (write protect, WORM): the first reason and how often. */
   readonly refusals = new Map<ChangeKind, { reason: string; times: number }>();
   /** `beforeChange` has run (or is running): a flag, so streaming records pay no await for it. */
@@ -266,11 +272,15 @@ export class TapeDevice {
         (err: Error) => {
           this.deferred = new RmtError('EIO', err.message);
           this.uncounted(data.length, 0);
+          this.failed(err);
         },
       );
       return data.length;
     }
-    const r = await stored;
+    const r = await stored.catch((err: Error) => {
+      this.failed(err);
+      throw err;
+    });
     this.residue = r.residue;
     this.noteRefusal('write', r);
     // Early warning (the record is written and its count returned) or the physical end (ENOSPC,
@@ -280,6 +290,10 @@ export class TapeDevice {
     this.writing = true;
     this.counted(r.transferred);
     return r.transferred;
+  }
+
+  private failed(err: Error): void {
+    if (this.failures.times++ === 0) this.failures.reason = err.message;
   }
 
   private counted(bytes: number): void {

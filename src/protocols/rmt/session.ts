@@ -445,13 +445,16 @@ export class RmtSession {
     if (failure && last) Object.assign(last, { ok: false, detail: `${last.detail}; close failed: ${failure.message}` });
     const write = done.find((d) => d.action === 'rmt write');
     if (stopped && stopped.records > 0 && write) Object.assign(write, { ok: false, detail: `${write.detail}; ${rolledBackDetail(stopped)}` });
+    const f = dev.failures;
+    const failedWrites = f.times > 0 ? `${count(f.times, 'write')} failed (${f.reason}): what was written after the cartridge's last sync point was rolled back` : '';
+    if (failedWrites && write) Object.assign(write, { ok: false, detail: `${write.detail}; ${failedWrites}` });
     for (const [kind, r] of dev.refusals) {
       done.push({ ...base, action: `rmt ${kind}`, ok: false, detail: `${this.deviceName}: refused ${count(r.times, 'time')}: ${r.reason}` });
     }
     if (note) {
       const settles = done.find((d) => d.action === `rmt ${note.kind}`);
       if (settles) settles.started = note.id;
-      else done.push({ ...base, action: `rmt ${note.kind}`, ok: false, started: note.id, detail: `${this.deviceName}: nothing reached the cartridge (the ${note.kind} failed)` });
+      else done.push({ ...base, action: `rmt ${note.kind}`, ok: false, started: note.id, detail: `${this.deviceName}: nothing reached the cartridge (the ${note.kind} failed${f.times > 0 ? `: ${f.reason}` : ''})` });
     }
     return done;
   }
