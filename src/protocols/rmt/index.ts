@@ -11,6 +11,9 @@
  * - Filemarks and closes are sync points: the reply comes only after the data is durable. A
  *   client that disconnects is closed as if it had sent C; a partial record is never written.
  * - One session per drive: a second open gets EBUSY.
+ * - At most 256 connections; one that never opened a device and stays silent for 120 s is
+ *   closed, so stray connections cannot lock backups out (a refusal at the limit is logged).
+ *   A client that opened a device keeps its connection however long it waits.
  * - What a device session wrote or erased, and the writes and erases the cartridge refused
  *   (write protect, WORM), are reported when it closes (`onChange`: the audit log), with the
  *   client's address, and the close is answered after that report settles; an open for writing

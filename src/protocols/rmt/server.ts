@@ -16,6 +16,9 @@ import { RmtSession, type RmtBegin, type RmtChange } from './session.js';
 export { DEFAULT_RMT_HOST, DEFAULT_RMT_PORT };
 /** Each session buffers at most a few MiB; this bounds the server's memory. */
 const MAX_CONNECTIONS = 256;
+const IDLE_MS = 120_000;
+/** A refusal at the connection limit is logged at most this often. */
+const REFUSED_LOG_MS = 60_000;
 
 export interface RmtServerOptions {
   libraries: Libraries;
@@ -25,6 +28,11 @@ export interface RmtServerOptions {
   trace?: (line: string) => void;
   /** On close, how long a client that does not read its replies may hold up its session. */
   closeGraceMs?: number;
+  /**
+   * A connection that has never opened a device and sends nothing for this long is closed
+   * (default 120 s): stray connections must not fill the connection limit and lock backups out.
+   */
+  idleMs?: number;
   /**
    * Receives what each session wrote or erased, when it closes its device (the audit log); the
    * close is answered once its promise settles.
@@ -54,6 +62,7 @@ export class RmtServer {
   listen(): Promise<{ host: string; port: number }> {
     const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.maxConnections = MAX_CONNECTIONS;
+    server.on('drop', (d) => this.refused(d?.remoteAddress));
     this.server = server;
     const host = this.opts.host ?? DEFAULT_RMT_HOST;
     return new Promise((resolve, reject) => {
@@ -77,6 +86,7 @@ export class RmtServer {
     if (process.platform !== 'linux') return Promise.resolve();
     const local = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     local.maxConnections = MAX_CONNECTIONS;
+    local.on('drop', () => this.refused('a local client'));
     const name = `vtl-rmt-${port}-${randomBytes(12).toString('hex')}`;
     return new Promise((resolve) => {
       local.once('error', () => resolve());
@@ -120,6 +130,18 @@ export class RmtServer {
     await closed;
   }
 
+  private lastRefusedLog = 0;
+
+  /** A connection refused at the limit: said in the log (at most once a minute), with what to do. */
+  private refused(from: string | undefined): void {
+    const now = Date.now();
+    if (now - this.lastRefusedLog < REFUSED_LOG_MS) return;
+    this.lastRefusedLog = now;
+    console.error(
+      `vtl: rmt refused a connection from ${from ?? 'a client'}: ${MAX_CONNECTIONS} connections are open, the limit. Connections with no device open are closed after ${Math.round((this.opts.idleMs ?? IDLE_MS) / 1000)} s idle; see vtl_rmt_connections in /metrics`,
+    );
+  }
+
   private accept(socket: Socket): void {
     if (!isLocal(socket)) socket.setKeepAlive(true, 60_000);
     this.sockets.add(socket);
@@ -129,6 +151,14 @@ export class RmtServer {
     });
     const session = new RmtSession(socket, { libraries: this.opts.libraries, trace: this.opts.trace, localName: this.localName, onChange: this.opts.onChange, onBegin: this.opts.onBegin });
     this.sessions.add(session);
+    // Quiet before it ever opened a device: a stray connection, nothing to lose by closing it.
+    // Once a client has opened one it keeps its connection however long it waits: between
+    // records (reading its own disks), or between volumes (tar -M asks the operator).
+    socket.setTimeout(this.opts.idleMs ?? IDLE_MS);
+    socket.on('timeout', () => {
+      if (session.hasOpened) socket.setTimeout(0);
+      else socket.destroy();
+    });
     void session.done.finally(() => {
       this.sessions.delete(session);
       // The session has ended its side; do not wait for a client that never closes its own.

@@ -113,6 +113,12 @@ export class RmtSession {
   private corked = false;
   readonly done: Promise<void>;
 
+  /** This connection has opened a device at some point (it is a real client, not a stray one). */
+  get hasOpened(): boolean {
+    return this.opened;
+  }
+  private opened = false;
+
   constructor(
     private readonly socket: Socket,
     private readonly opts: SessionOptions,
@@ -285,6 +291,7 @@ export class RmtSession {
     if (!flags) throw new RmtError('EINVAL', `bad open flags ${JSON.stringify(flagsLine)}`);
     try {
       this.device = await TapeDevice.open(this.opts.libraries, dev, flags, (kind) => this.noteChange(name, kind));
+      this.opened = true;
     } catch (err) {
       // A refused attempt to write is worth an audit entry; other failed opens change nothing.
       if (err instanceof WriteProtectedOpen) {
