@@ -2,13 +2,13 @@
  * The audit log across a crash: a mutation the server was running when it was killed (-9) is
  * in the log at the next start, as `interrupted`, with who asked; the chain stays intact.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
+import { startChildServer } from './child-server.js';
 import { call } from './helpers.js';
 
 const dirs: string[] = [];
@@ -19,21 +19,7 @@ afterAll(async () => {
 });
 
 /** A vtl server in its own process on `data` (server-child.ts). */
-async function start(data: string): Promise<{ child: ChildProcess; url: string; admin: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./server-child.ts', import.meta.url)), data], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const info = await new Promise<{ url: string; tokenFile: string }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  return { child, url: info.url, admin: (await readFile(info.tokenFile, 'utf8')).trim() };
-}
+const start = (data: string) => startChildServer(data, children);
 
 it('a mutation running when the server is killed is logged as interrupted at the next start', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vtl-audit-crash-'));

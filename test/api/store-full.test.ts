@@ -10,19 +10,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { mountSmallFs } from '../helpers/tmpfs.js';
 import { randomBytes } from '../helpers/data.js';
 import { call, getFile, ok, putFile, startTestServer } from './helpers.js';
 
 const MiB = 1024 * 1024;
-
-function mountSmallFs(dir: string, mib: number): string | undefined {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'pipe' });
-    return undefined;
-  } catch (err) {
-    return `cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); needs root and util-linux 'mount'`;
-  }
-}
 
 it('a full disk answers 507 STORE_FULL, not a client error; after freeing space and a restart the earlier file reads back', async (ctx) => {
   const tmp = await mkdtemp(join(tmpdir(), 'vtl-store-full-'));

@@ -2,18 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { mountSmallFs } from '../helpers/tmpfs.js';
 import { initDataStore, openDataStore, type DataStore } from '../../src/stream/store.js';
 import { randomBytes, withTempDir } from '../helpers/data.js';
-
-/** A small real file system (tmpfs) to fill up; needs root's mount. */
-function mountSmallFs(dir: string, mib: number): string | undefined {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'pipe' });
-    return undefined;
-  } catch (err) {
-    return `cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); needs root and util-linux 'mount'`;
-  }
-}
 
 async function readAll(s: DataStore, id: string): Promise<Buffer> {
   const r = await s.streams.openReader(id);

@@ -6,12 +6,12 @@
  * and leave no note behind (a leftover note would turn up as `interrupted` at the next start).
  * The hash chain stays intact throughout. A real server child, a raw rmt client.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
+import { startChildServer, type ChildServer } from '../../api/child-server.js';
 import { RmtServer, type RmtBegin, type RmtChange } from '../../../src/protocols/rmt/index.js';
 import { call, ok as okCall } from '../../api/helpers.js';
 import { randomBytes } from '../../helpers/data.js';
@@ -24,12 +24,7 @@ const MTWEOF = 5;
 const MTEOM = 12;
 const EACCES = 13;
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  admin: string;
-  rmtPort: number;
-}
+type Server = ChildServer;
 interface Entry {
   action: string;
   actor: string;
@@ -50,24 +45,8 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A vtl server in its own process on `data` (test/api/server-child.ts); rmt's port from /health. */
-async function start(data: string): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../api/server-child.ts', import.meta.url)), data], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const info = await new Promise<{ url: string; tokenFile: string }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  const admin = (await readFile(info.tokenFile, 'utf8')).trim();
-  const health = await okCall({ url: info.url, admin }, 'GET', '/api/v1/health');
-  return { child, url: info.url, admin, rmtPort: Number(String(health.rmt).split(':').pop()) };
-}
+/** A vtl server in its own process on `data` (test/api/server-child.ts). */
+const start = (data: string): Promise<Server> => startChildServer(data, children);
 
 async function stop(s: Server, signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
   const exited = new Promise((r) => s.child.once('exit', r));

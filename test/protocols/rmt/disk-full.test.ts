@@ -9,18 +9,10 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { mountSmallFs } from '../../helpers/tmpfs.js';
 import { call, ok as okCall, startTestServer } from '../../api/helpers.js';
 import { randomBytes } from '../../helpers/data.js';
 import { RawClient, ok } from './harness.js';
-
-function mountSmallFs(dir: string, mib: number): string | undefined {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'pipe' });
-    return undefined;
-  } catch (err) {
-    return `cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); needs root and util-linux 'mount'`;
-  }
-}
 
 it('writes the full disk refuses make the rmt audit entry an error naming the cause', async (ctx) => {
   const tmp = await mkdtemp(join(tmpdir(), 'vtl-rmt-full-'));

@@ -8,13 +8,13 @@
  * upload the end of the grace period cuts off. A real server child (test/api/server-child.ts),
  * raw rmt clients, SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
+import { startChildServer, type ChildServer } from '../../api/child-server.js';
 import { RmtServer, type RmtChange } from '../../../src/protocols/rmt/index.js';
 import { call, ok as okCall, putFile } from '../../api/helpers.js';
 import { randomBytes } from '../../helpers/data.js';
@@ -26,12 +26,7 @@ const MTREW = 6;
 const MTNOP = 8; // a flush: a sync point without a filemark
 const EIO = 5;
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  admin: string;
-  rmtPort: number;
-}
+type Server = ChildServer;
 interface Entry {
   action: string;
   actor: string;
@@ -62,24 +57,8 @@ async function dataDir(): Promise<string> {
   return join(dir, 'data');
 }
 
-/** A vtl server in its own process on `data` (test/api/server-child.ts); rmt's port from /health. */
-async function start(data: string): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../api/server-child.ts', import.meta.url)), data], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const info = await new Promise<{ url: string; tokenFile: string }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  const admin = (await readFile(info.tokenFile, 'utf8')).trim();
-  const health = await okCall({ url: info.url, admin }, 'GET', '/api/v1/health');
-  return { child, url: info.url, admin, rmtPort: Number(String(health.rmt).split(':').pop()) };
-}
+/** A vtl server in its own process on `data` (test/api/server-child.ts). */
+const start = (data: string): Promise<Server> => startChildServer(data, children);
 
 /** SIGTERM: the graceful stop; it must exit 0. */
 async function terminate(s: Server): Promise<void> {
