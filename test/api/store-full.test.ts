@@ -5,28 +5,17 @@
  * freed and the server restarted, what was written before reads back. A real server on a
  * small real file system (tmpfs: needs root's mount, else the test says it is skipped and why).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { mountSmallFs } from '../helpers/tmpfs.js';
+import { withSmallFs } from '../helpers/tmpfs.js';
 import { randomBytes } from '../helpers/data.js';
 import { call, getFile, ok, putFile, startTestServer } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
 it('a full disk answers 507 STORE_FULL, not a client error; after freeing space and a restart the earlier file reads back', async (ctx) => {
-  const tmp = await mkdtemp(join(tmpdir(), 'vtl-store-full-'));
-  const mnt = join(tmp, 'mnt');
-  await mkdir(mnt);
-  const why = mountSmallFs(mnt, 40);
-  if (why) {
-    await rm(tmp, { recursive: true, force: true });
-    ctx.skip(why);
-  }
-  try {
-    await writeFile(join(mnt, 'filler'), Buffer.alloc(8 * MiB, 1)); // room to free later
+  await withSmallFs(ctx, 40, 8, async (mnt) => {
     const t = await startTestServer({ demo: true, data: join(mnt, 'data') });
     try {
       await ok(t, 'POST', '/api/v1/libraries/lib1/drives/0/load', { barcode: 'VT0001L7' });
@@ -59,8 +48,5 @@ it('a full disk answers 507 STORE_FULL, not a client error; after freeing space 
     } finally {
       await again.server.close().catch(() => undefined);
     }
-  } finally {
-    execFileSync('umount', ['-l', mnt]);
-    await rm(tmp, { recursive: true, force: true });
-  }
+  });
 }, 90_000);

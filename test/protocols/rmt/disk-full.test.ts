@@ -6,27 +6,16 @@
  * server on a small real file system (tmpfs: needs root's mount, else the test says it is
  * skipped and why), a raw rmt client.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { mountSmallFs } from '../../helpers/tmpfs.js';
+import { withSmallFs } from '../../helpers/tmpfs.js';
 import { call, ok as okCall, startTestServer } from '../../api/helpers.js';
 import { randomBytes } from '../../helpers/data.js';
 import { RawClient, ok } from './harness.js';
 
 it('writes the full disk refuses make the rmt audit entry an error naming the cause', async (ctx) => {
-  const tmp = await mkdtemp(join(tmpdir(), 'vtl-rmt-full-'));
-  const mnt = join(tmp, 'mnt');
-  await mkdir(mnt);
-  const why = mountSmallFs(mnt, 40);
-  if (why) {
-    await rm(tmp, { recursive: true, force: true });
-    ctx.skip(why);
-  }
-  try {
-    await writeFile(join(mnt, 'filler'), Buffer.alloc(8 * 1024 * 1024, 1)); // room to free later
+  await withSmallFs(ctx, 40, 8, async (mnt) => {
     const data = join(mnt, 'data');
     const t = await startTestServer({ demo: true, data });
     try {
@@ -59,8 +48,5 @@ it('writes the full disk refuses make the rmt audit entry an error naming the ca
     } finally {
       await again.server.close().catch(() => undefined);
     }
-  } finally {
-    execFileSync('umount', ['-l', mnt]);
-    await rm(tmp, { recursive: true, force: true });
-  }
+  });
 }, 90_000);

@@ -86,6 +86,13 @@ async function writeRecords(c: RawClient, seed: number, count: number): Promise<
   for (let i = 0; i < count; i++) ok(await c.write(randomBytes(REC, seed + i)), REC);
 }
 
+/** VT0001L7 holds one tape file of `records` records, ended by its filemark, and nothing after. */
+async function expectFirstFileOnly(s: Server, records: number): Promise<void> {
+  const c = await cartridge(s, 'VT0001L7');
+  expect(c.logicalBytes).toBe(records * REC);
+  expect(c.tapeFiles).toEqual([expect.objectContaining({ file: 0, bytes: records * REC, terminated: true })]);
+}
+
 /** From BOT, the tape holds exactly these records, then one filemark, then end of data. */
 async function expectOneFile(port: number, device: string, seeds: number[]): Promise<void> {
   const c = await client(port);
@@ -165,9 +172,7 @@ it('a session idle after its filemark loses nothing at a SIGTERM: its entry is o
   const log = await auditLog(s);
   expect(log.filter((e) => e.result === 'interrupted')).toEqual([]);
   expect(log.slice(before)).toEqual([expect.objectContaining({ action: 'rmt write', target: 'VT0001L7', result: 'ok', detail: '/lib1/nst0: 2 records (131072 bytes), 1 filemark' })]);
-  const c = await cartridge(s, 'VT0001L7');
-  expect(c.logicalBytes).toBe(2 * REC);
-  expect(c.tapeFiles).toEqual([expect.objectContaining({ file: 0, bytes: 2 * REC, terminated: true })]);
+  await expectFirstFileOnly(s, 2);
   await expectOneFile(s.rmtPort, '/lib1/nst0', [1, 2]);
   await terminate(s);
 }, 90_000);
@@ -206,9 +211,7 @@ it('through the vtl rmt bridge: records it acknowledged ahead of the tape are ro
       detail: `/lib1/nst0: ${2 + more} records (${(2 + more) * REC} bytes), 1 filemark; the server stopped before the client closed the file: ${more} records (${more * REC} bytes) after the last filemark were rolled back (not acknowledged as durable), as were any records its vtl rmt bridge had acknowledged ahead of the tape that had not arrived; the cartridge ends at its last filemark`,
     }),
   ]);
-  const c = await cartridge(s, 'VT0001L7');
-  expect(c.logicalBytes).toBe(2 * REC);
-  expect(c.tapeFiles).toEqual([expect.objectContaining({ file: 0, bytes: 2 * REC, terminated: true })]);
+  await expectFirstFileOnly(s, 2);
   await expectOneFile(s.rmtPort, '/lib1/nst0', [1, 2]);
   await terminate(s);
 }, 90_000);
@@ -264,8 +267,6 @@ it('an HTTP upload the SIGTERM cuts off (after the grace period) is rolled back:
   upload.destroy();
 
   s = await start(data);
-  const c = await cartridge(s, 'VT0001L7');
-  expect(c.logicalBytes).toBe(3 * REC);
-  expect(c.tapeFiles).toEqual([expect.objectContaining({ file: 0, bytes: 3 * REC, terminated: true })]);
+  await expectFirstFileOnly(s, 3);
   await terminate(s);
 }, 90_000);
